@@ -1,0 +1,1 @@
+"""An Assistants API served over gRPC."""
