@@ -31,12 +31,13 @@ Choosing a behaviour, first match wins:
 
 SPEC is a comma-separated list of `key` or `key=value` items (see `Behaviour.parse`):
 `429`, `rate_limit=SECONDS` (429 with that retry-after), `500` or any other status code,
-`status=CODE`, `retry_after=SECONDS`, `slow=SECONDS` (delay before the first byte), `hang` (never
-answer; the handler ends when the client goes away), `malformed=N` (an invalid JSON chunk after N
-chunks), `drop=N` (abort the connection after N chunks), `no_finish` (end the stream without a
-finish_reason), `tokens=N`, `delay_ms=MS` (pause between chunks), `tools=N` (N parallel calls of the
-request's first tool, or text when the last message is a tool result), `text=WORDS` and
-`finish=REASON`.
+`status=CODE`, `retry_after=SECONDS`, `retry_after_ms` (also send `retry-after-ms`),
+`message=TEXT` (of an error), `slow=SECONDS` (delay before the first byte), `hang` (never answer;
+the handler ends when the client goes away), `malformed=N` (an invalid JSON chunk after N chunks),
+`drop=N` (abort the connection after N chunks), `no_finish` (end the stream without a
+finish_reason), `tokens=N`, `delay_ms=MS` (pause between chunks), `tools=N` (N parallel calls of
+the request's first tool, or text when the last message is a tool result), `text=WORDS` and
+`finish=REASON`. `ok` or an empty SPEC is the default reply.
 
 The other control routes: `GET /_fake/health`, `GET /_fake/requests` (count, disconnects and the
 last recorded bodies) and `POST /_fake/reset`.
@@ -63,11 +64,7 @@ from aiohttp import web
 
 BEHAVIOUR_HEADER = "x-fake-behaviour"
 
-_WORDS = (
-    "Lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut "
-    "labore et dolore magna aliqua Ut enim ad minim veniam quis nostrud exercitation ullamco "
-    "laboris nisi ut aliquip ex ea commodo consequat"
-).split()
+_WORDS = ("The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "again", "today")
 _PIECE = re.compile(r"\s*\S+|\s+")
 _MALFORMED_CHUNK = b'data: {"id": "chatcmpl-broken", "choices": [\n\n'
 _DONE = b"data: [DONE]\n\n"
@@ -93,6 +90,8 @@ class Behaviour:
     """Seconds sent in the `retry-after` header of an error answer."""
     retry_after_ms: bool = False
     """Also send `retry-after-ms`, as OpenAI does."""
+    message: str | None = None
+    """The error message of an error answer; None picks a typical one for the status."""
     delay_seconds: float = 0.0
     """Wait this long before the first byte of the answer."""
     hang: bool = False
@@ -193,6 +192,8 @@ def _apply_spec_item(behaviour: Behaviour, key: str, value: str) -> Behaviour:
             return replace(behaviour, text=value)
         case "finish":
             return replace(behaviour, finish_reason=value)
+        case "message":
+            return replace(behaviour, message=value)
     raise ValueError("unknown key")
 
 
@@ -264,9 +265,7 @@ class FakeUpstream:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle_openai)
         app.router.add_post("/chat/completions", self._handle_openai)
-        app.router.add_post(
-            "/openai/deployments/{deployment}/chat/completions", self._handle_azure
-        )
+        app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._handle_azure)
         app.router.add_get("/_fake/health", self._handle_health)
         app.router.add_get("/_fake/requests", self._handle_requests)
         app.router.add_post("/_fake/behaviours", self._handle_enqueue)
@@ -349,21 +348,21 @@ class FakeUpstream:
         self._stats.disconnects = 0
         self._stats.recorded.clear()
 
-    async def wait_for_disconnects(self, count: int = 1, timeout: float = 5.0) -> None:
+    async def wait_for_disconnects(self, count: int = 1, within_seconds: float = 5.0) -> None:
         """Return once `count` disconnects were seen; raise TimeoutError otherwise."""
-        await self._wait_until(lambda: self._stats.disconnects >= count, timeout)
+        await self._wait_until(lambda: self._stats.disconnects >= count, within_seconds)
 
-    async def wait_for_requests(self, count: int, timeout: float = 5.0) -> None:
-        await self._wait_until(lambda: self._stats.request_count >= count, timeout)
+    async def wait_for_requests(self, count: int, within_seconds: float = 5.0) -> None:
+        await self._wait_until(lambda: self._stats.request_count >= count, within_seconds)
 
-    async def _wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
+    async def _wait_until(self, predicate: Callable[[], bool], within_seconds: float) -> None:
         if predicate():
             return
         waiter = asyncio.get_running_loop().create_future()
         entry = (predicate, waiter)
         self._waiters.append(entry)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within_seconds):
                 await waiter
         finally:
             if entry in self._waiters:
@@ -387,7 +386,9 @@ class FakeUpstream:
     async def _handle_azure(self, request: web.Request) -> web.StreamResponse:
         return await self._handle_chat(request, deployment=request.match_info["deployment"])
 
-    async def _handle_chat(self, request: web.Request, deployment: str | None) -> web.StreamResponse:
+    async def _handle_chat(
+        self, request: web.Request, deployment: str | None
+    ) -> web.StreamResponse:
         raw = await request.read()
         try:
             body = _json_decode(raw)
@@ -445,7 +446,8 @@ class FakeUpstream:
         if behaviour.status != 200:
             return _error_response(
                 behaviour.status,
-                _STATUS_MESSAGES.get(behaviour.status, "The fake upstream failed this request."),
+                behaviour.message
+                or _STATUS_MESSAGES.get(behaviour.status, "The fake upstream failed this request."),
                 kind="rate_limit_exceeded" if behaviour.status == 429 else None,
                 retry_after=behaviour.retry_after,
                 retry_after_ms=behaviour.retry_after_ms,
@@ -453,7 +455,9 @@ class FakeUpstream:
         completion = self._compose(body, behaviour)
         model = str(body.get("model", ""))
         delay = (
-            self._token_delay if behaviour.token_delay_ms is None else behaviour.token_delay_ms / 1000
+            self._token_delay
+            if behaviour.token_delay_ms is None
+            else behaviour.token_delay_ms / 1000
         )
         if body.get("stream") is True:
             options = body.get("stream_options")
@@ -464,14 +468,17 @@ class FakeUpstream:
 
     def _compose(self, body: dict[str, Any], behaviour: Behaviour) -> _Completion:
         messages: list[Any] = body["messages"]
-        after_tool = bool(messages) and isinstance(messages[-1], dict) and (
-            messages[-1].get("role") == "tool"
+        after_tool = (
+            bool(messages)
+            and isinstance(messages[-1], dict)
+            and (messages[-1].get("role") == "tool")
         )
         calls = list(behaviour.tool_calls)
         if not calls and behaviour.auto_tool_calls > 0 and not after_tool:
             name = _first_tool_name(body)
             calls = [
-                FakeToolCall(name, f'{{"n": {index}}}') for index in range(behaviour.auto_tool_calls)
+                FakeToolCall(name, f'{{"n": {index}}}')
+                for index in range(behaviour.auto_tool_calls)
             ]
         elif not calls and behaviour.text is None and not after_tool:
             forced = _forced_tool_name(body)

@@ -34,4 +34,3 @@ def _message(problem: ErrorDetails) -> str:
     message = str(problem["msg"])
     # Pydantic prefixes messages of our own validators; the prefix says nothing to a user.
     return message.removeprefix("Value error, ")
-
