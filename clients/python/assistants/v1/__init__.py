@@ -1,0 +1,1 @@
+"""Generated code for package assistants.v1 (see protos/assistants/v1)."""
