@@ -64,8 +64,7 @@ async def _serve(settings: Settings) -> int:
     print(f"assistants-grpc listening on {settings.host}:{port}", flush=True)
     await stop.wait()
     print("assistants-grpc draining", flush=True)
-    await app.server.stop(settings.grace_period_seconds)
-    await app.close()
+    await app.drain_and_close(settings.grace_period_seconds)
     print("assistants-grpc stopped", flush=True)
     return 0
 
@@ -112,5 +111,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-

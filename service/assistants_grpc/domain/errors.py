@@ -52,7 +52,9 @@ class NotFound(DomainError):
     reason = "NOT_FOUND"
 
     def __init__(self, kind: str, object_id: str) -> None:
-        super().__init__(f"No {kind} found with id '{object_id}'.", reason=f"{kind.upper()}_NOT_FOUND")
+        super().__init__(
+            f"No {kind} found with id '{object_id}'.", reason=f"{kind.upper()}_NOT_FOUND"
+        )
         self.kind = kind
         self.object_id = object_id
 

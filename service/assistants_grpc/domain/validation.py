@@ -62,14 +62,18 @@ def check_metadata(v: Violations, field: str, metadata: dict[str, str]) -> None:
         if not key:
             v.add(field, "keys must not be empty")
         elif len(key) > limits.MAX_METADATA_KEY_LENGTH:
-            v.add(f"{field}[{key[:16]}…]", f"key must be at most {limits.MAX_METADATA_KEY_LENGTH} characters")
+            v.add(
+                f"{field}[{key[:16]}…]",
+                f"key must be at most {limits.MAX_METADATA_KEY_LENGTH} characters",
+            )
         if len(value) > limits.MAX_METADATA_VALUE_LENGTH:
-            v.add(f"{field}[{key[:64]}]", f"value must be at most {limits.MAX_METADATA_VALUE_LENGTH} characters")
+            v.add(
+                f"{field}[{key[:64]}]",
+                f"value must be at most {limits.MAX_METADATA_VALUE_LENGTH} characters",
+            )
 
 
-def check_number(
-    v: Violations, field: str, value: float | None, low: float, high: float
-) -> None:
+def check_number(v: Violations, field: str, value: float | None, low: float, high: float) -> None:
     if value is not None and (math.isnan(value) or not low <= value <= high):
         v.add(field, f"must be between {low:g} and {high:g}")
 
@@ -147,7 +151,9 @@ def check_tools(v: Violations, field: str, tools: list[Tool], maximum: int) -> N
                 v.add(f"{path}.function.name", f"duplicates the function '{fn.name}'")
             names.add(fn.name)
             check_length(
-                v, f"{path}.function.description", fn.description,
+                v,
+                f"{path}.function.description",
+                fn.description,
                 limits.MAX_FUNCTION_DESCRIPTION_LENGTH,
             )
             check_json_schema(v, f"{path}.function.parameters", fn.parameters)
@@ -157,10 +163,15 @@ def check_tools(v: Violations, field: str, tools: list[Tool], maximum: int) -> N
                 v.add(f"{path}.file_search.max_num_results", "must be between 1 and 50")
             if options.ranking_options is not None:
                 ranking = options.ranking_options
-                check_choice(v, f"{path}.file_search.ranking_options.ranker", ranking.ranker, RANKERS)
+                check_choice(
+                    v, f"{path}.file_search.ranking_options.ranker", ranking.ranker, RANKERS
+                )
                 check_number(
-                    v, f"{path}.file_search.ranking_options.score_threshold",
-                    ranking.score_threshold, 0, 1,
+                    v,
+                    f"{path}.file_search.ranking_options.score_threshold",
+                    ranking.score_threshold,
+                    0,
+                    1,
                 )
 
 
@@ -272,7 +283,9 @@ def _check_attachments(v: Violations, field: str, attachments: list[Attachment])
         if not attachment.file_id or len(attachment.file_id) > 128:
             v.add(f"{field}[{i}].file_id", "is required and at most 128 characters")
         for j, tool in enumerate(attachment.tools):
-            check_choice(v, f"{field}[{i}].tools[{j}].type", tool, ("code_interpreter", "file_search"))
+            check_choice(
+                v, f"{field}[{i}].tools[{j}].type", tool, ("code_interpreter", "file_search")
+            )
 
 
 def check_new_message(v: Violations, field: str, message: NewMessage) -> None:

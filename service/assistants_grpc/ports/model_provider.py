@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 
@@ -56,7 +56,7 @@ class ToolCallDelta:
     arguments: str = ""
 
 
-class FinishReason(str, Enum):
+class FinishReason(StrEnum):
     STOP = "stop"
     LENGTH = "length"
     TOOL_CALLS = "tool_calls"
@@ -81,7 +81,7 @@ class TokenUsage:
 ChatEvent = TextDelta | ToolCallDelta | Finish | TokenUsage
 
 
-class ProviderErrorKind(str, Enum):
+class ProviderErrorKind(StrEnum):
     """How a provider failure maps onto a run's `last_error.code`."""
 
     RATE_LIMIT = "rate_limit_exceeded"

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from assistants.v1 import common_pb2 as pb
 from google.protobuf import json_format, struct_pb2
 
-from assistants.v1 import common_pb2 as pb
 from assistants_grpc.domain.models import (
     FileSearchOptions,
     FunctionDefinition,
@@ -145,9 +145,7 @@ def tool_resources_to_proto(resources: ToolResources | None) -> pb.ToolResources
         code_interpreter=pb.CodeInterpreterResources(file_ids=resources.code_interpreter_file_ids)
         if resources.code_interpreter_file_ids is not None
         else None,
-        file_search=pb.FileSearchResources(
-            vector_store_ids=resources.file_search_vector_store_ids
-        )
+        file_search=pb.FileSearchResources(vector_store_ids=resources.file_search_vector_store_ids)
         if resources.file_search_vector_store_ids is not None
         else None,
     )
@@ -158,9 +156,7 @@ def tool_resources_to_proto(resources: ToolResources | None) -> pb.ToolResources
 RESPONSE_FORMAT_TYPES = ("auto", "text", "json_object", "json_schema")
 
 
-def response_format_from_proto(
-    v: Violations, field: str, fmt: pb.ResponseFormat
-) -> ResponseFormat:
+def response_format_from_proto(v: Violations, field: str, fmt: pb.ResponseFormat) -> ResponseFormat:
     kind = variant_type(v, field, fmt.type, fmt.WhichOneof("format"), RESPONSE_FORMAT_TYPES)
     if kind == "json_schema":
         if not fmt.HasField("json_schema"):
@@ -224,9 +220,7 @@ def tool_choice_to_proto(choice: ToolChoice) -> pb.ToolChoice:
     return pb.ToolChoice(
         tool=pb.NamedToolChoice(
             type=choice.type,
-            function=pb.FunctionName(name=choice.function_name)
-            if choice.function_name
-            else None,
+            function=pb.FunctionName(name=choice.function_name) if choice.function_name else None,
         )
     )
 

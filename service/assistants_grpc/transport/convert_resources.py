@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from assistants.v1 import assistant_pb2, message_pb2, thread_pb2
+
 from assistants_grpc.domain.models import (
     Annotation,
     Assistant,
@@ -147,11 +148,17 @@ def new_messages_from_proto(v: Violations, field: str, inputs: Any) -> list[NewM
 def _annotation_to_proto(a: Annotation) -> message_pb2.TextAnnotation:
     if a.type == "file_path":
         return message_pb2.TextAnnotation(
-            type=a.type, text=a.text, start_index=a.start_index, end_index=a.end_index,
+            type=a.type,
+            text=a.text,
+            start_index=a.start_index,
+            end_index=a.end_index,
             file_path=message_pb2.FilePath(file_id=a.file_id),
         )
     return message_pb2.TextAnnotation(
-        type=a.type, text=a.text, start_index=a.start_index, end_index=a.end_index,
+        type=a.type,
+        text=a.text,
+        start_index=a.start_index,
+        end_index=a.end_index,
         file_citation=message_pb2.FileCitation(file_id=a.file_id),
     )
 

@@ -24,7 +24,9 @@ from assistants_grpc.transport.request_ids import start_request
 log = logging.getLogger("assistants_grpc.calls")
 tracer = trace.get_tracer("assistants_grpc")
 
-CALLS = Counter("assistants_grpc_calls", "Finished calls by method and status code.", ["method", "code"])
+CALLS = Counter(
+    "assistants_grpc_calls", "Finished calls by method and status code.", ["method", "code"]
+)
 LATENCY = Histogram(
     "assistants_grpc_call_seconds",
     "Call latency by method (for streams: until the stream ends).",
@@ -33,8 +35,11 @@ LATENCY = Histogram(
 )
 
 # Health and reflection stay open to everyone, so that probes and grpcurl work without a key.
-OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
-                 "/grpc.reflection.v1.ServerReflection/")
+OPEN_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
 
 Authenticate = Callable[[str | None], Awaitable[str]]
 """Takes the `authorization` header (or None) and returns the caller's project id, or raises
@@ -70,9 +75,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         self._authenticate = authenticate
         self._state = state
 
-    async def _admit(
-        self, method: str, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> None:
+    async def _admit(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Sets the request id and project for this call, or aborts it."""
         metadata = context.invocation_metadata()
         start_request(_metadata_value(metadata, "x-request-id"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from assistants.v1 import (
     assistant_service_pb2 as apb,
 )
@@ -24,6 +23,7 @@ from assistants.v1 import (
 from assistants.v1 import (
     thread_service_pb2_grpc as tgrpc,
 )
+
 from assistants_grpc.application.assistants import Assistants
 from assistants_grpc.application.messages import Messages
 from assistants_grpc.application.threads import Threads
@@ -44,8 +44,17 @@ from assistants_grpc.transport.update_mask import fields_to_update
 Context = grpc.aio.ServicerContext[Any, Any]
 
 ASSISTANT_FIELDS = (
-    "model", "name", "description", "instructions", "tools", "tool_resources", "metadata",
-    "temperature", "top_p", "response_format", "reasoning_effort",
+    "model",
+    "name",
+    "description",
+    "instructions",
+    "tools",
+    "tool_resources",
+    "metadata",
+    "temperature",
+    "top_p",
+    "response_format",
+    "reasoning_effort",
 )
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
 from assistants.v1 import (
     assistant_service_pb2,
     assistant_service_pb2_grpc,
@@ -22,6 +18,9 @@ from assistants.v1 import (
     thread_service_pb2,
     thread_service_pb2_grpc,
 )
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
 from assistants_grpc.transport.interceptors import Authenticate, CallInterceptor, ServerState
 
 log = logging.getLogger(__name__)
@@ -89,7 +88,9 @@ class AssistantsServer:
 
     def listen(self, host: str, port: int, tls: TlsFiles | None = None) -> int:
         """Binds the port; returns the port actually bound (useful with port 0)."""
-        address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+        address = (
+            f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+        )
         if tls is None:
             bound = self.server.add_insecure_port(address)
         else:
@@ -123,4 +124,3 @@ class AssistantsServer:
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
-

@@ -116,7 +116,9 @@ class PostgresStorage:
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
                 "name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
             )
-            applied = {r[0] for r in await connection.fetch("SELECT version FROM schema_migrations")}
+            applied = {
+                r[0] for r in await connection.fetch("SELECT version FROM schema_migrations")
+            }
             for migration in load_migrations("postgres"):
                 if migration.version in applied:
                     continue

@@ -201,8 +201,11 @@ class SqlSession(ABC):
     ) -> Page[Message]:
         if run_id:
             return await self._page(
-                "messages", Message, "thread_id = ? AND project_id = ? AND run_id = ?",
-                (thread_id, project_id, run_id), page,
+                "messages",
+                Message,
+                "thread_id = ? AND project_id = ? AND run_id = ?",
+                (thread_id, project_id, run_id),
+                page,
             )
         return await self._page(
             "messages", Message, "thread_id = ? AND project_id = ?", (thread_id, project_id), page
@@ -234,13 +237,30 @@ class SqlSession(ABC):
             "INSERT INTO runs (id, project_id, thread_id, status, created_at, expires_at, data) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                run.id, run.project_id, run.thread_id, run.status, run.created_at,
-                run.expires_at, encode(run),
+                run.id,
+                run.project_id,
+                run.thread_id,
+                run.status,
+                run.created_at,
+                run.expires_at,
+                encode(run),
             ),
         )
 
-    async def get_run(self, project_id: str, run_id: str) -> Run | None:
-        return await self._get("runs", Run, project_id, run_id)
+    async def get_run(
+        self, project_id: str, run_id: str, *, for_update: bool = False
+    ) -> Run | None:
+        lock = self._row_lock_clause() if for_update else ""
+        row = await self._fetch_one(
+            f"SELECT data FROM runs WHERE id = ? AND project_id = ?{lock}", (run_id, project_id)
+        )
+        return None if row is None else decode(bytes(row[0]), Run)
+
+    async def get_run_for_worker(self, run_id: str) -> tuple[Run, int] | None:
+        row = await self._fetch_one(
+            f"SELECT data, attempt FROM runs WHERE id = ?{self._row_lock_clause()}", (run_id,)
+        )
+        return None if row is None else (decode(bytes(row[0]), Run), int(row[1]))
 
     async def get_run_any_project(self, run_id: str) -> Run | None:
         row = await self._fetch_one("SELECT data FROM runs WHERE id = ?", (run_id,))
@@ -259,20 +279,25 @@ class SqlSession(ABC):
         )
         return None if row is None else decode(bytes(row[0]), Run)
 
-    async def update_run(self, run: Run, *, fence: ClaimedRun | None = None) -> bool:
-        # Only a run being executed is held; one that waits (queued again after tool outputs,
-        # requires_action) or has ended is free, so the next claim needs no lease to run out.
-        held = run.status in ("in_progress", "cancelling")
-        release = "" if held else ", lease_owner = NULL, lease_expires_at = 0"
-        sql = f"UPDATE runs SET data = ?, status = ?, expires_at = ?{release} WHERE id = ?"
-        args: tuple[Any, ...] = (encode(run), run.status, run.expires_at, run.id)
+    async def update_run(
+        self, run: Run, *, fence: ClaimedRun | None = None, release_lease: bool = False
+    ) -> bool:
+        release = ", lease_owner = NULL, lease_expires_at = 0" if release_lease else ""
+        sql = (
+            f"UPDATE runs SET data = ?, status = ?, expires_at = ?{release} "
+            "WHERE id = ? AND project_id = ?"
+        )
+        args: tuple[Any, ...] = (encode(run), run.status, run.expires_at, run.id, run.project_id)
         if fence is not None:
             sql += " AND attempt = ?"
             args = (*args, fence.attempt)
-            if run.status != "cancelled":
-                # A cancel requested by a caller must not be overwritten by the worker's
-                # progress; the worker learns of it from the refused write.
-                sql += " AND status <> 'cancelling'"
+            # A worker only moves runs it executes. A cancel requested meanwhile (status
+            # `cancelling`) must not be overwritten by its progress: the refused write is how
+            # the worker learns of it, and only the move to `cancelled` may follow.
+            if run.status == "cancelled":
+                sql += " AND status IN ('queued', 'in_progress', 'cancelling')"
+            else:
+                sql += " AND status IN ('queued', 'in_progress')"
         return await self._execute(sql, args) > 0
 
     # --- run steps --------------------------------------------------------------------------
@@ -286,15 +311,14 @@ class SqlSession(ABC):
 
     async def update_step(self, step: RunStep) -> None:
         await self._execute(
-            "UPDATE run_steps SET data = ? WHERE id = ?", (encode(step), step.id)
+            "UPDATE run_steps SET data = ? WHERE id = ? AND project_id = ?",
+            (encode(step), step.id, step.project_id),
         )
 
     async def get_step(self, project_id: str, step_id: str) -> RunStep | None:
         return await self._get("run_steps", RunStep, project_id, step_id)
 
-    async def list_steps(
-        self, project_id: str, run_id: str, page: PageRequest
-    ) -> Page[RunStep]:
+    async def list_steps(self, project_id: str, run_id: str, page: PageRequest) -> Page[RunStep]:
         return await self._page(
             "run_steps", RunStep, "run_id = ? AND project_id = ?", (run_id, project_id), page
         )
@@ -380,7 +404,11 @@ class SqlSession(ABC):
             "INSERT INTO api_keys (id, project_id, name, key_hash, created_at, revoked_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (
-                record.id, record.project_id, record.name, record.key_hash, record.created_at,
+                record.id,
+                record.project_id,
+                record.name,
+                record.key_hash,
+                record.created_at,
                 record.revoked_at,
             ),
         )

@@ -78,6 +78,15 @@ class SqliteSession(SqlSession):
         return claims
 
 
+def _prepare_file(path: str) -> str:
+    """The path to open, its directory created; sqlite3 itself would not expand `~`."""
+    if path == ":memory:":
+        return path
+    file = Path(path).expanduser()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return str(file)
+
+
 class SqliteStorage:
     def __init__(self, path: str) -> None:
         self._path = path
@@ -85,11 +94,9 @@ class SqliteStorage:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        if self._path != ":memory:":
-            Path(self._path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: sessions issue BEGIN/COMMIT themselves.
         connection = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, timeout=30
+            _prepare_file(self._path), isolation_level=None, check_same_thread=False, timeout=30
         )
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
