@@ -26,7 +26,7 @@ def fields_to_update(request: Any, updatable: tuple[str, ...]) -> set[str]:
     descriptor = request.DESCRIPTOR
     for name in updatable:
         field = descriptor.fields_by_name[name]
-        if field.label == field.LABEL_REPEATED or getattr(field, "is_repeated", False):
+        if field.is_repeated:
             if len(getattr(request, name)):
                 present.add(name)
         elif request.HasField(name):
