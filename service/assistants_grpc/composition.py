@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from assistants_grpc.adapters.events.local import LocalEventHub
+from assistants_grpc.adapters.events.postgres import PostgresEventHub
 from assistants_grpc.adapters.providers.router import ModelRoutes, load_model_routes
 from assistants_grpc.adapters.storage.postgres import PostgresStorage
 from assistants_grpc.adapters.storage.sqlite import SqliteStorage
@@ -51,8 +52,12 @@ def read_tls(settings: Settings) -> TlsFiles | None:
     )
 
 
-def build_hub(settings: Settings, storage: Storage) -> EventHub:
-    return LocalEventHub()
+def build_hub(settings: Settings) -> EventHub:
+    """One replica needs only in-process signals; with PostgreSQL there may be several
+    replicas, so signals also go through LISTEN/NOTIFY."""
+    if settings.sqlite_path is not None:
+        return LocalEventHub()
+    return PostgresEventHub(settings.database_url)
 
 
 @dataclass
@@ -88,7 +93,7 @@ async def build_application(settings: Settings) -> Application:
     storage = build_storage(settings)
     await storage.start()
     router = build_router(settings)
-    hub = build_hub(settings, storage)
+    hub = build_hub(settings)
     await hub.start()
     engine = RunEngine(
         storage,
