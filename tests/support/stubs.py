@@ -25,9 +25,7 @@ class Stubs:
     health: health_pb2_grpc.HealthStub
 
     @classmethod
-    def connect(
-        cls, target: str, credentials: grpc.ChannelCredentials | None = None
-    ) -> Stubs:
+    def connect(cls, target: str, credentials: grpc.ChannelCredentials | None = None) -> Stubs:
         channel = (
             grpc.aio.secure_channel(target, credentials)
             if credentials is not None
@@ -35,10 +33,10 @@ class Stubs:
         )
         return cls(
             channel=channel,
-            assistants=assistant_service_pb2_grpc.AssistantServiceStub(channel),  # type: ignore[arg-type]
-            threads=thread_service_pb2_grpc.ThreadServiceStub(channel),  # type: ignore[arg-type]
-            messages=message_service_pb2_grpc.MessageServiceStub(channel),  # type: ignore[arg-type]
-            runs=run_service_pb2_grpc.RunServiceStub(channel),  # type: ignore[arg-type]
+            assistants=assistant_service_pb2_grpc.AssistantServiceStub(channel),
+            threads=thread_service_pb2_grpc.ThreadServiceStub(channel),
+            messages=message_service_pb2_grpc.MessageServiceStub(channel),
+            runs=run_service_pb2_grpc.RunServiceStub(channel),
             health=health_pb2_grpc.HealthStub(channel),
         )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -475,9 +476,20 @@ class RunExecutor:
             if completion_cap <= 0:
                 await self.finish_incomplete("max_completion_tokens")
                 return True
-        request = prompt.chat_request(
-            run, upstream_model, messages, completion_cap, self._settings.provider_timeout_seconds
-        )
+        timeout = self._settings.provider_timeout_seconds
+        if run.deadline_at is not None:
+            remaining = run.deadline_at - time.time()
+            if remaining <= 0:
+                await self.finish_failed(
+                    RunError(
+                        code="server_error",
+                        message="The deadline of the call waiting for this run passed before "
+                        "the model answered.",
+                    )
+                )
+                return True
+            timeout = min(timeout, remaining)
+        request = prompt.chat_request(run, upstream_model, messages, completion_cap, timeout)
         self._completion = _Completion()
         try:
             await self._stream(provider.stream_chat(request))

@@ -90,6 +90,9 @@ class RunOptions:
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: str | None = None
+    deadline_at: float | None = None
+    """Set by calls that wait for the run (RunThread, the streams): their deadline, which the
+    run's model calls must not outlive."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +244,7 @@ class Runs:
             response_format=options.response_format or assistant.response_format,
             reasoning_effort=options.reasoning_effort or assistant.reasoning_effort,
             expires_at=created_at + self._expiry,
+            deadline_at=options.deadline_at,
         )
         try:
             await tx.insert_run(run)
@@ -279,7 +283,7 @@ class Runs:
         async with self._storage.read() as session:
             return await self._find_run(session, ctx, thread_id, run_id)
 
-    async def list(
+    async def list_runs(
         self,
         ctx: CallContext,
         thread_id: str,
@@ -391,10 +395,17 @@ class Runs:
         return result
 
     async def submit_tool_outputs(
-        self, ctx: CallContext, thread_id: str, run_id: str, outputs: list[ToolOutput]
+        self,
+        ctx: CallContext,
+        thread_id: str,
+        run_id: str,
+        outputs: list[ToolOutput],
+        *,
+        deadline_at: float | None = None,
     ) -> tuple[Run, int]:
         """Returns the run, queued again, and the sequence number before the submit's events
-        (a stream of what follows starts after it)."""
+        (a stream of what follows starts after it). `deadline_at` replaces the run's deadline:
+        the caller now waiting for it (if any) is the one that counts."""
         v = Violations()
         if not outputs:
             v.add("tool_outputs", "must have one output for each tool call")
@@ -451,6 +462,7 @@ class Runs:
                 status=RunStatus.QUEUED,
                 required_tool_calls=None,
                 expires_at=stamp + self._expiry,
+                deadline_at=deadline_at,
             )
             await tx.update_run(queued, release_lease=True)
             items.append(run_log.run_status_event(queued))

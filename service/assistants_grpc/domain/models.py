@@ -258,6 +258,9 @@ class Run(Struct):
     incomplete_reason: str | None = None
     usage: Usage | None = None
     """Usage so far; shown to callers only once the run has ended, as OpenAI does."""
+    deadline_at: float | None = None
+    """Unix time after which no model call of the current execution may go on: the deadline
+    of the call that started (or resumed) the run and waits for it. Not shown to callers."""
 
     @property
     def is_active(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,7 @@ from assistants.v1 import run_service_pb2 as pb
 from assistants.v1 import run_service_pb2_grpc
 from assistants.v1.run_stream_event_pb2 import RunStreamEvent
 
-from assistants_grpc.application.runs import Runs, ToolOutput
+from assistants_grpc.application.runs import Runs, StartedRun, ToolOutput
 from assistants_grpc.domain.errors import InvalidArgument, ResourceExhausted
 from assistants_grpc.domain.validation import Violations
 from assistants_grpc.transport.call_context import call_context
@@ -28,6 +29,12 @@ from assistants_grpc.transport.errors import translate_errors
 from assistants_grpc.transport.update_mask import fields_to_update
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def caller_deadline(context: Context) -> float | None:
+    """The caller's deadline as Unix time, for runs whose model calls must not outlive it."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.time() + remaining
 
 
 class StreamGate:
@@ -81,6 +88,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         v = Violations()
         options = run_options_from_proto(v, request)
         v.raise_if_any()
+        options.deadline_at = caller_deadline(context)
         ctx = call_context(context)
         started = await self._runs.create(ctx, request.thread_id, options)
         run = await self._runs.wait_for_stream_end(
@@ -95,13 +103,18 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         v = Violations()
         options = run_options_from_proto(v, request)
         v.raise_if_any()
+        options.deadline_at = caller_deadline(context)
         started = await self._runs.create(call_context(context), request.thread_id, options)
         async for event in self._events(started.run.id, 0):
             yield event
 
-    async def _create_thread_and_run(self, request: Any, context: Context) -> Any:
+    async def _create_thread_and_run(
+        self, request: Any, context: Context, *, waits: bool
+    ) -> StartedRun:
         v = Violations()
         options = run_options_from_proto(v, request)
+        if waits:
+            options.deadline_at = caller_deadline(context)
         thread = request.thread
         messages = new_messages_from_proto(v, "thread.messages", thread.messages)
         v.raise_if_any()
@@ -119,14 +132,14 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def CreateThreadAndRun(
         self, request: pb.CreateThreadAndRunRequest, context: Context
     ) -> pb.CreateThreadAndRunResponse:
-        started = await self._create_thread_and_run(request, context)
+        started = await self._create_thread_and_run(request, context, waits=False)
         return pb.CreateThreadAndRunResponse(run=run_to_proto(started.run))
 
     @translate_errors
     async def CreateThreadAndRunStream(
         self, request: pb.CreateThreadAndRunStreamRequest, context: Context
     ) -> AsyncIterator[RunStreamEvent]:
-        started = await self._create_thread_and_run(request, context)
+        started = await self._create_thread_and_run(request, context, waits=True)
         async for event in self._events(started.run.id, 0):
             yield event
 
@@ -139,7 +152,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
 
     @translate_errors
     async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
-        page = await self._runs.list(
+        page = await self._runs.list_runs(
             call_context(context),
             request.thread_id,
             request.limit if request.HasField("limit") else None,
@@ -196,7 +209,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         self, request: pb.SubmitToolOutputsStreamRequest, context: Context
     ) -> AsyncIterator[RunStreamEvent]:
         run, before = await self._runs.submit_tool_outputs(
-            call_context(context), request.thread_id, request.run_id, self._outputs(request)
+            call_context(context),
+            request.thread_id,
+            request.run_id,
+            self._outputs(request),
+            deadline_at=caller_deadline(context),
         )
         async for event in self._events(run.id, before):
             yield event
