@@ -84,7 +84,10 @@ class Settings(BaseSettings):
         1000, ge=1, description="Run event streams open at once; more are refused."
     )
     provider_attempt_timeout_seconds: float = Field(
-        120.0, gt=0, description="Default cap on one model call when the route sets none."
+        600.0,
+        gt=0,
+        description="Longest one model call may take in all, retries included (routes bound "
+        "each wait on the upstream with their own timeout_seconds).",
     )
     replica_id: str = Field(
         default_factory=_default_replica_id, description="This replica's name in run leases."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from assistants_grpc.ports.model_provider import ChatEvent, ChatRequest, ModelProvider, TextDelta
@@ -15,6 +16,12 @@ def user_chat(text: str = "Hello", *, model: str = "gpt-test", **fields: Any) ->
 async def collect_events(provider: ModelProvider, request: ChatRequest) -> list[ChatEvent]:
     """Every event of one completion; a ProviderError propagates."""
     return [event async for event in provider.stream_chat(request)]
+
+
+async def drain_into(events: AsyncIterator[ChatEvent], seen: list[ChatEvent]) -> None:
+    """Append every event to `seen`, so a test can check what came before a failure."""
+    async for event in events:
+        seen.append(event)
 
 
 def joined_text(events: list[ChatEvent]) -> str:

@@ -34,7 +34,9 @@ SPEC is a comma-separated list of `key` or `key=value` items (see `Behaviour.par
 `status=CODE`, `retry_after=SECONDS`, `retry_after_ms` (also send `retry-after-ms`),
 `message=TEXT` (of an error), `slow=SECONDS` (delay before the first byte), `hang` (never answer;
 the handler ends when the client goes away), `malformed=N` (an invalid JSON chunk after N chunks),
-`drop=N` (abort the connection after N chunks), `no_finish` (end the stream without a
+`drop=N` (abort the connection after N chunks), `stall=N` (send nothing more after N chunks
+until the client goes away), `error_event=N` (an `{"error": ...}` event instead of the rest after
+N chunks), `no_finish` (end the stream without a
 finish_reason), `tokens=N`, `delay_ms=MS` (pause between chunks), `tools=N` (N parallel calls of
 the request's first tool, or text when the last message is a tool result), `text=WORDS` and
 `finish=REASON`. `ok` or an empty SPEC is the default reply.
@@ -112,6 +114,10 @@ class Behaviour:
     """Send an invalid JSON chunk after this many chunks."""
     drop_after: int | None = None
     """Abort the connection after this many chunks (0: right after the headers)."""
+    stall_after: int | None = None
+    """Stop sending after this many chunks, keeping the connection open until the client leaves."""
+    error_event_after: int | None = None
+    """Send an `{"error": ...}` event after this many chunks, as some servers do mid-stream."""
     omit_finish: bool = False
     """End the stream (with [DONE]) without ever sending a finish_reason."""
 
@@ -180,6 +186,10 @@ def _apply_spec_item(behaviour: Behaviour, key: str, value: str) -> Behaviour:
             return replace(behaviour, malformed_after=int(value or "2"))
         case "drop":
             return replace(behaviour, drop_after=int(value or "2"))
+        case "stall":
+            return replace(behaviour, stall_after=int(value or "2"))
+        case "error_event":
+            return replace(behaviour, error_event_after=int(value or "2"))
         case "no_finish":
             return replace(behaviour, omit_finish=True)
         case "tokens":
@@ -463,7 +473,7 @@ class FakeUpstream:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             chunks = self._stream_chunks(completion, model, behaviour, include_usage=include_usage)
-            return await self._write_stream(request, chunks, delay, behaviour.drop_after)
+            return await self._write_stream(request, chunks, delay, behaviour)
         return await self._write_whole(request, completion, model, behaviour)
 
     def _compose(self, body: dict[str, Any], behaviour: Behaviour) -> _Completion:
@@ -556,6 +566,10 @@ class FakeUpstream:
             chunks.append(b"data: " + _json_encode(usage) + b"\n\n")
         if behaviour.malformed_after is not None:
             chunks.insert(min(behaviour.malformed_after, len(chunks)), _MALFORMED_CHUNK)
+        if behaviour.error_event_after is not None:
+            error = {"error": {"message": behaviour.message or "The model overloaded mid-stream."}}
+            position = min(behaviour.error_event_after, len(chunks))
+            chunks[position:] = [b"data: " + _json_encode(error) + b"\n\n"]
         chunks.append(_DONE)
         return chunks
 
@@ -564,17 +578,20 @@ class FakeUpstream:
         request: web.Request,
         chunks: list[bytes],
         delay: float,
-        drop_after: int | None,
+        behaviour: Behaviour,
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        if drop_after is not None:
-            for piece in chunks[:drop_after]:
+        cut = behaviour.drop_after if behaviour.drop_after is not None else behaviour.stall_after
+        if cut is not None:
+            for piece in chunks[:cut]:
                 await response.write(piece)
                 if delay > 0:
                     await asyncio.sleep(delay)
+            if behaviour.drop_after is None:
+                await asyncio.Event().wait()
             _abort(request)
             return response
         if delay <= 0:
@@ -595,6 +612,8 @@ class FakeUpstream:
         if behaviour.drop_after is not None:
             _abort(request)
             return web.Response()
+        if behaviour.stall_after is not None:
+            await asyncio.Event().wait()
         if behaviour.malformed_after is not None:
             return web.Response(body=_MALFORMED_CHUNK, content_type="application/json")
         message: dict[str, Any] = {

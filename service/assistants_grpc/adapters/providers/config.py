@@ -26,8 +26,10 @@ A YAML (or JSON) document, either `{models: [...]}` or the bare list::
 Fields of every remote deployment (`openai`, `azure`, `openai_compatible`): `api_key_env`,
 `timeout_seconds` (each wait on the upstream), `max_retries`, `retry_backoff_seconds`,
 `retry_max_backoff_seconds`, `max_retry_after_seconds`, `headers` (extra, non-secret headers),
-`max_tokens_param` (`max_completion_tokens`, or `max_tokens` for servers that only know that) and
-`include_usage` (false for servers that reject `stream_options`). An `openai_compatible` server
+`max_tokens_param` (`max_completion_tokens`, or `max_tokens` for servers that only know that),
+`include_usage` (false for servers that reject `stream_options`) and `http_transport` (`auto`, the
+default, streams through aiohttp when it is installed and through httpx2 otherwise; `aiohttp` or
+`httpx` force one). An `openai_compatible` server
 without `api_key_env` gets a placeholder key, never the ambient OpenAI key.
 
 Credentials are only ever named by environment variable: a literal `api_key` is rejected.
@@ -41,7 +43,7 @@ for `team-*-v1` and `team-big-v1` it is `big`).
 from __future__ import annotations
 
 import datetime
-import string
+import re
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -54,8 +56,12 @@ from assistants_grpc.adapters.providers.errors import (
 )
 
 WILDCARD_CHARACTERS = frozenset("*?[")
-_PLACEHOLDERS = frozenset({"name", "suffix"})
+PLACEHOLDER = re.compile(r"\{(name|suffix)\}")
+"""A placeholder in an upstream name template."""
 _SECRET_FIELDS = ("api_key", "azure_ad_token", "key", "token", "password")
+_CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "api-key", "x-api-key", "cookie"}
+)
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -106,6 +112,18 @@ class _RemoteRoute(_Route):
     headers: dict[str, str] = Field(default_factory=dict)
     max_tokens_param: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens"
     include_usage: bool = True
+    http_transport: Literal["auto", "aiohttp", "httpx"] = "auto"
+
+    @pydantic.field_validator("headers")
+    @classmethod
+    def _no_credential_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name in headers:
+            if name.lower() in _CREDENTIAL_HEADERS:
+                raise ValueError(
+                    f"the header {name!r} carries credentials, which never go into the model "
+                    "list; name the key's environment variable with `api_key_env`"
+                )
+        return headers
 
 
 class OpenAIRoute(_RemoteRoute):
@@ -160,9 +178,24 @@ class ScriptedRoute(_Route):
     """A script file; relative paths are read from the model list file's folder. None echoes."""
 
 
+PROVIDER_KINDS = ("openai", "azure", "openai_compatible", "scripted")
+
+
+def _provider_kind(value: object) -> str | None:
+    kind = value.get("provider") if isinstance(value, dict) else getattr(value, "provider", None)
+    return kind if isinstance(kind, str) else None
+
+
 RouteConfig = Annotated[
-    OpenAIRoute | OpenAICompatibleRoute | AzureRoute | ScriptedRoute,
-    Field(discriminator="provider"),
+    Annotated[OpenAIRoute, pydantic.Tag("openai")]
+    | Annotated[OpenAICompatibleRoute, pydantic.Tag("openai_compatible")]
+    | Annotated[AzureRoute, pydantic.Tag("azure")]
+    | Annotated[ScriptedRoute, pydantic.Tag("scripted")],
+    pydantic.Discriminator(
+        _provider_kind,
+        custom_error_type="provider_kind",
+        custom_error_message="`provider` must be one of " + ", ".join(PROVIDER_KINDS),
+    ),
 ]
 
 
@@ -192,17 +225,12 @@ class ModelList(BaseModel):
 def _check_template(template: str | None, field_name: str, route_name: str) -> None:
     if template is None:
         return
-    try:
-        fields = {field for _, field, _, _ in string.Formatter().parse(template) if field}
-    except ValueError:
-        raise ValueError(f"`{field_name}` has unbalanced braces") from None
-    unknown = fields - _PLACEHOLDERS
-    if unknown:
+    used = set(PLACEHOLDER.findall(template))
+    if "{" in PLACEHOLDER.sub("", template) or "}" in PLACEHOLDER.sub("", template):
         raise ValueError(
-            f"`{field_name}` uses unknown placeholders {sorted(unknown)}; only {{name}} and "
-            "{suffix} exist"
+            f"`{field_name}` may only use the placeholders {{name}} and {{suffix}} in braces"
         )
-    if "suffix" in fields and not is_wildcard(route_name):
+    if "suffix" in used and not is_wildcard(route_name):
         raise ValueError(f"`{field_name}` uses {{suffix}}, but `name` has no wildcard")
 
 
@@ -219,4 +247,5 @@ def parse_model_list(text: str, *, source: str) -> ModelList:
     try:
         return ModelList.model_validate(document)
     except pydantic.ValidationError as error:
-        raise ProviderConfigError(describe_validation_error(source, error)) from None
+        message = describe_validation_error(source, error, hidden=frozenset(PROVIDER_KINDS))
+        raise ProviderConfigError(message) from None

@@ -10,17 +10,30 @@ class ProviderConfigError(ValueError):
     """A model list or a scripted-provider script is invalid; the message says where and why."""
 
 
-def describe_validation_error(source: str, error: pydantic.ValidationError) -> str:
-    """One line per problem, each naming the field path, e.g. `models[2].timeout_seconds: ...`."""
+def describe_validation_error(
+    source: str, error: pydantic.ValidationError, *, hidden: frozenset[str] = frozenset()
+) -> str:
+    """One line per problem, each naming the field path, e.g. `models[2].timeout_seconds: ...`.
+
+    `hidden` are path parts that name no field the user wrote, such as the tags pydantic puts into
+    the path of a discriminated union's member.
+    """
     lines = [f"{source} is invalid:"]
     for problem in error.errors(include_url=False, include_input=False):
-        lines.append(f"  {_location(problem['loc'])}: {_message(problem)}")
+        lines.append(f"  {_location(problem['loc'], hidden)}: {_message(problem)}")
     return "\n".join(lines)
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
+def _location(loc: tuple[int | str, ...], hidden: frozenset[str]) -> str:
     text = ""
-    for part in loc:
+    for position, part in enumerate(loc):
+        if (
+            isinstance(part, str)
+            and part in hidden
+            and position
+            and isinstance(loc[position - 1], int)
+        ):
+            continue
         if isinstance(part, int):
             text += f"[{part}]"
         elif text:

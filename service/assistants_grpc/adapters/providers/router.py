@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Protocol
 
 from assistants_grpc.adapters.providers.config import (
+    PLACEHOLDER,
     AzureRoute,
     OpenAICompatibleRoute,
     OpenAIRoute,
@@ -86,6 +87,11 @@ class ModelRoute:
     def is_wildcard(self) -> bool:
         return self._regex is not None
 
+    @property
+    def specificity(self) -> int:
+        """How many characters of the pattern are literal: more means more specific."""
+        return self._specificity
+
     def matches(self, model: str) -> bool:
         if self._regex is None:
             return model == self.pattern
@@ -95,9 +101,9 @@ class ModelRoute:
         """The name the upstream knows `model` by."""
         if self.upstream_model is None:
             return model
-        return self.upstream_model.replace("{name}", model).replace(
-            "{suffix}", _wildcard_part(self.pattern, model)
-        )
+        values = {"name": model, "suffix": _wildcard_part(self.pattern, model)}
+        # One pass, so that braces inside a requested name are never read as placeholders.
+        return PLACEHOLDER.sub(lambda found: values[found.group(1)], self.upstream_model)
 
 
 class ModelRoutes:
@@ -111,7 +117,7 @@ class ModelRoutes:
                 self._exact.setdefault(route.pattern, route)
         indexed = [(index, route) for index, route in enumerate(self._routes) if route.is_wildcard]
         # Sorted once, so the first match is the most specific one, earlier entries first on ties.
-        indexed.sort(key=lambda item: (-item[1]._specificity, item[0]))
+        indexed.sort(key=lambda item: (-item[1].specificity, item[0]))
         self._patterns = [route for _, route in indexed]
 
     @property
@@ -232,6 +238,7 @@ def _build_provider(
             headers=config.headers,
             max_tokens_param=config.max_tokens_param,
             include_usage=config.include_usage,
+            http_transport=config.http_transport,
         )
         return provider
     if isinstance(config, OpenAICompatibleRoute):
@@ -250,6 +257,7 @@ def _build_provider(
         headers=config.headers,
         max_tokens_param=config.max_tokens_param,
         include_usage=config.include_usage,
+        http_transport=config.http_transport,
     )
 
 

@@ -38,6 +38,8 @@ Turn fields:
   `{last_tool_output}` are replaced by those texts.
 - `tool_calls`: function calls (several means parallel calls), each `name`, `arguments` (a mapping
   or a JSON string) and optionally `id`; arguments are streamed in `argument_chunks` pieces.
+- `call_offered_tool`: `true` calls the function the request offers (the one `tool_choice` names,
+  else the first), with no arguments.
 - `error`: `rate_limit`, `server_error` or `invalid_prompt`, with an optional `message`; raised
   after the reply text, if any, so a reply plus an error is a failure in mid-stream.
 - `hang`: `true` sleeps until cancelled; `{seconds: N}` sleeps N seconds, then plays the rest of the
@@ -50,7 +52,8 @@ Turn fields:
 
 Conditions of `when` (all given must hold): `last_user_message_contains` (case-insensitive),
 `last_user_message_matches` (a regular expression), `after_tool_output` (the last message is a tool
-result, or with false: is not) and `model` (a shell-style pattern on the requested model name).
+result, or with false: is not), `tools_offered` (the request offers a function the model may call)
+and `model` (a shell-style pattern on the requested model name).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ import re
 import secrets
 import string
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -114,6 +117,7 @@ class When(_Strict):
     last_user_message_contains: str | None = None
     last_user_message_matches: str | None = None
     after_tool_output: bool | None = None
+    tools_offered: bool | None = None
     model: str | None = None
 
     @pydantic.field_validator("last_user_message_matches")
@@ -132,6 +136,7 @@ class When(_Strict):
             self.last_user_message_contains,
             self.last_user_message_matches,
             self.after_tool_output,
+            self.tools_offered,
             self.model,
         )
         if all(condition is None for condition in conditions):
@@ -140,6 +145,8 @@ class When(_Strict):
 
     def matches(self, request: ChatRequest) -> bool:
         if self.model is not None and not fnmatch.fnmatchcase(request.model, self.model):
+            return False
+        if self.tools_offered is not None and bool(offered_tool(request)) != self.tools_offered:
             return False
         if self.after_tool_output is not None:
             after_tool = bool(request.messages) and request.messages[-1].get("role") == "tool"
@@ -198,6 +205,7 @@ class Turn(_Strict):
     when: When | None = None
     reply: str | None = None
     tool_calls: list[ScriptedToolCall] | None = None
+    call_offered_tool: bool = False
     error: ScriptedError | None = None
     hang: Hang | None = None
     first_token_delay_ms: NonNegative = 0.0
@@ -225,17 +233,23 @@ class Turn(_Strict):
 
     @pydantic.model_validator(mode="after")
     def _says_something(self) -> Turn:
-        if self.reply is None and not self.tool_calls and self.error is None and self.hang is None:
-            raise ValueError("a turn needs a reply, tool_calls, an error or a hang")
         if self.tool_calls is not None and not self.tool_calls:
             raise ValueError("tool_calls must not be empty")
+        calls = bool(self.tool_calls) or self.call_offered_tool
+        if self.reply is None and not calls and self.error is None and self.hang is None:
+            raise ValueError("a turn needs a reply, tool_calls, an error or a hang")
         if self.hang is not None and self.hang.seconds is None and self.answers():
             raise ValueError("a turn that hangs until cancelled cannot also answer")
         return self
 
     def answers(self) -> bool:
         """Whether the turn says anything (text, calls or an error) besides hanging."""
-        return self.reply is not None or bool(self.tool_calls) or self.error is not None
+        return (
+            self.reply is not None
+            or bool(self.tool_calls)
+            or self.call_offered_tool
+            or self.error is not None
+        )
 
 
 class Script(_Strict):
@@ -255,10 +269,28 @@ class Script(_Strict):
 DEFAULT_SCRIPT = Script(
     turns=[
         Turn(when=When(after_tool_output=True), reply="The tool returned: {last_tool_output}"),
+        Turn(when=When(tools_offered=True), call_offered_tool=True),
         Turn(reply="You said: {last_user_message}"),
     ]
 )
-"""What a scripted model without a script file does: it echoes the last user message."""
+"""What a scripted model without a script file does: offered a function, it calls it (with no
+arguments) and then reports what the function returned; otherwise it echoes the last user
+message. That is enough to walk through a whole tool-calling conversation with no model."""
+
+
+def offered_tool(request: ChatRequest) -> str | None:
+    """The function a call may use: the one `tool_choice` names, else the first offered; none
+    when no function is offered or `tool_choice` is `none`."""
+    if not request.tools or request.tool_choice == "none":
+        return None
+    choice = request.tool_choice
+    if isinstance(choice, dict):
+        name = choice.get("function", {}).get("name")
+        if isinstance(name, str):
+            return name
+    function = request.tools[0].get("function", {})
+    name = function.get("name")
+    return name if isinstance(name, str) else None
 
 
 def parse_script(text: str, *, source: str = "the script") -> Script:
@@ -340,7 +372,7 @@ class ScriptedProvider:
                 position = len(self._sequence) - 1
         return self._sequence[position]
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatEvent]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[ChatEvent, None]:
         self._calls += 1
         self._requests.append(request)
         turn = self.choose(request)
@@ -381,7 +413,11 @@ class ScriptedProvider:
             raise ProviderError(_ERROR_KINDS[turn.error.kind], message)
 
         arguments_chars = 0
-        calls = [] if capped else (turn.tool_calls or [])
+        calls = [] if capped else list(turn.tool_calls or [])
+        if turn.call_offered_tool and not capped:
+            name = offered_tool(request)
+            if name is not None:
+                calls.append(ScriptedToolCall(name=name))
         for index, call in enumerate(calls):
             arguments = call.arguments_json()
             arguments_chars += len(arguments)
