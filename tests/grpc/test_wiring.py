@@ -40,6 +40,7 @@ async def test_every_rpc_is_implemented(
     for method in descriptor.methods:
         request_class = getattr(module, method.input_type.name)
         call = getattr(stub, method.name)(request_class(), timeout=5)
+        code = grpc.StatusCode.OK
         try:
             if method.server_streaming:
                 async for _ in call:
@@ -47,9 +48,7 @@ async def test_every_rpc_is_implemented(
             else:
                 await call
         except grpc.aio.AioRpcError as error:
-            # An empty request is a caller mistake; what matters is that it is handled.
-            assert error.code() != grpc.StatusCode.UNIMPLEMENTED, method.full_name
-            assert error.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (
-                method.full_name,
-                error.details(),
-            )
+            code = error.code()
+        # An empty request is a caller mistake; what matters is that it is served and handled.
+        assert code != grpc.StatusCode.UNIMPLEMENTED, method.full_name
+        assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), method.full_name

@@ -73,7 +73,10 @@ class ServerProcess:
         return f"127.0.0.1:{self.port}"
 
     async def start(self, timeout: float = 20.0) -> None:
-        self.process = subprocess.Popen(
+        # A plain Popen (not asyncio's) so that the process outlives the test's event loop
+        # when a test hands it to another fixture; its output is read by a thread.
+        self.process = await asyncio.to_thread(
+            subprocess.Popen,
             [*server_command(), "serve", "--host", "127.0.0.1", "--port", "0", *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -83,7 +86,8 @@ class ServerProcess:
         self.port = await asyncio.wait_for(asyncio.to_thread(self._read_port), timeout)
 
     def _read_port(self) -> int:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         for line in self.process.stdout:
             self.output.append(line)
             match = _LISTENING.search(line)
@@ -94,7 +98,8 @@ class ServerProcess:
         raise RuntimeError("server exited before listening:\n" + "".join(self.output))
 
     def _drain(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         for line in self.process.stdout:
             self.output.append(line)
 
