@@ -106,26 +106,30 @@ class SqliteStorage:
         self._migrate(connection)
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations "
-            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
-        )
-        applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
-        for migration in load_migrations("sqlite"):
-            if migration.version in applied:
-                continue
-            connection.execute("BEGIN IMMEDIATE")
-            try:
+        # One write transaction for the whole check-and-apply: two processes starting on the
+        # same file at once apply each migration exactly once.
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+            )
+            applied = {
+                row[0] for row in connection.execute("SELECT version FROM schema_migrations")
+            }
+            for migration in load_migrations("sqlite"):
+                if migration.version in applied:
+                    continue
                 for statement in split_statements(migration.sql):
                     connection.execute(statement)
                 connection.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, strftime('%s', 'now'))",
                     (migration.version, migration.name),
                 )
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
         if self._connection is not None:
