@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+
 from assistants_grpc.adapters.storage.postgres import PostgresStorage
 from assistants_grpc.adapters.storage.sqlite import SqliteStorage
 from assistants_grpc.ports.storage import Storage

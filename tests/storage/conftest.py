@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
 from assistants_grpc.ports.storage import Storage
 
 from .backends import (

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from msgspec.structs import replace
+
 from assistants_grpc.domain.models import Run, RunStatus, Thread
 from assistants_grpc.ports.storage import ActiveRunExists, PageRequest, Storage
-from msgspec.structs import replace
 
 from .backends import Backend
 from .factories import PROJECT, make_message, make_run, make_thread

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from assistants_grpc.ports.storage import ApiKeyRecord, Storage
 
 from .backends import Backend

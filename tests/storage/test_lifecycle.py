@@ -8,6 +8,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+
 from assistants_grpc.adapters.storage.migrations import load_migrations
 from assistants_grpc.adapters.storage.sqlite import SqliteStorage
 from assistants_grpc.ports.storage import ApiKeyRecord, Storage, StorageUnavailable

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from msgspec.structs import replace
+
 from assistants_grpc.domain.models import ContentPart, Usage
 from assistants_grpc.ports.storage import PageRequest, Storage
-from msgspec.structs import replace
 
 from .factories import (
     NOW,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from assistants_grpc.domain.models import Assistant, Message, Thread
 from assistants_grpc.ports.storage import CursorNotFound, PageRequest, Storage
 

@@ -7,6 +7,7 @@ import socket
 import time
 
 import pytest
+
 from assistants_grpc.adapters.storage.postgres import PostgresStorage
 from assistants_grpc.ports.storage import ClaimedRun, Storage, StorageUnavailable
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from assistants_grpc.domain.models import (
     ContentDelta,
     EventPayload,

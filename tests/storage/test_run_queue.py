@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from msgspec.structs import replace
+
 from assistants_grpc.domain.models import Run, RunStatus
 from assistants_grpc.ports.storage import ClaimedRun, Storage
-from msgspec.structs import replace
 
 from .factories import NOW, PROJECT, make_run, make_thread
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from msgspec.structs import replace
+
 from assistants_grpc.domain.models import Assistant, Message, Run, RunStep, Thread
 from assistants_grpc.ports.storage import CursorNotFound, PageRequest, Storage
-from msgspec.structs import replace
 
 from .factories import (
     OTHER_PROJECT,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from assistants_grpc.ports.storage import ApiKeyRecord, PageRequest, Storage
 from msgspec.structs import replace
+
+from assistants_grpc.ports.storage import ApiKeyRecord, PageRequest, Storage
 
 from .factories import (
     NOW,

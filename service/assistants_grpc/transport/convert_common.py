@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from assistants.v1 import common_pb2 as pb
 from google.protobuf import json_format, struct_pb2
 
+from assistants.v1 import common_pb2 as pb
 from assistants_grpc.domain.models import (
     FileSearchOptions,
     FunctionDefinition,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from assistants.v1 import assistant_pb2, message_pb2, thread_pb2
-
 from assistants_grpc.domain.models import (
     Annotation,
     Assistant,

@@ -10,7 +10,6 @@ from assistants.v1 import (
     run_step_pb2,
     run_stream_event_pb2,
 )
-
 from assistants_grpc.application.runs import RunOptions
 from assistants_grpc.domain.models import (
     Message,

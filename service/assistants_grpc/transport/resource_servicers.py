@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from assistants.v1 import (
     assistant_service_pb2 as apb,
 )
@@ -23,7 +24,6 @@ from assistants.v1 import (
 from assistants.v1 import (
     thread_service_pb2_grpc as tgrpc,
 )
-
 from assistants_grpc.application.assistants import Assistants
 from assistants_grpc.application.messages import Messages
 from assistants_grpc.application.threads import Threads

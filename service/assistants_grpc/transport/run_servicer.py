@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
+
 from assistants.v1 import run_service_pb2 as pb
 from assistants.v1 import run_service_pb2_grpc
 from assistants.v1.run_stream_event_pb2 import RunStreamEvent
-
 from assistants_grpc.application.runs import Runs, StartedRun, ToolOutput
 from assistants_grpc.domain.errors import InvalidArgument, ResourceExhausted
 from assistants_grpc.domain.validation import Violations

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
 from assistants.v1 import (
     assistant_service_pb2,
     assistant_service_pb2_grpc,
@@ -18,9 +21,6 @@ from assistants.v1 import (
     thread_service_pb2,
     thread_service_pb2_grpc,
 )
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
 from assistants_grpc.transport.interceptors import Authenticate, CallInterceptor, ServerState
 
 log = logging.getLogger(__name__)
