@@ -1,6 +1,7 @@
 // The Quick Start against a running server: find or create an assistant, start
-// a thread, stream a run's text as it is written, then let the model call a
-// function and answer it with SubmitToolOutputsStream.
+// a thread, add a message and stream the run's reply as it is written; then ask
+// a question the assistant answers by calling a function, run the function
+// here, submit its output with SubmitToolOutputsStream and print the answer.
 //
 //   ASSISTANTS_GRPC_TARGET  host:port of the server (default 127.0.0.1:50051)
 //   ASSISTANTS_API_KEY      sent as `authorization: Bearer <key>` when set
@@ -49,9 +50,44 @@ const runs = createClient(RunService, transport);
 
 class QuickstartError extends Error {}
 
+// The function the model may call, as a tool of the run.
+const weatherTool = {
+  type: "function",
+  tool: {
+    case: "function" as const,
+    value: {
+      name: "get_weather",
+      description: "The current weather in a city.",
+      parameters: {
+        type: "object",
+        properties: { city: { type: "string", description: "The city's name." } },
+        required: ["city"],
+      },
+    },
+  },
+};
+
+// What the function returns; a real program would look the weather up.
+function getWeather(argumentsJson: string): string {
+  let city = "unknown";
+  try {
+    const args = JSON.parse(argumentsJson || "{}") as { city?: unknown };
+    if (typeof args.city === "string") {
+      city = args.city;
+    }
+  } catch {
+    // Arguments that are not JSON name no city.
+  }
+  return JSON.stringify({ city, temperature_c: 21, conditions: "sunny" });
+}
+
+function callFunction(name: string, argumentsJson: string): string {
+  return name === "get_weather" ? getWeather(argumentsJson) : JSON.stringify({ error: `no function named ${name}` });
+}
+
 // Prints text deltas as they arrive and returns the run as the stream last
 // reported it, with the whole text written during the stream.
-async function followRun(events: AsyncIterable<RunStreamEvent>): Promise<{ run: Run; text: string }> {
+async function printReply(events: AsyncIterable<RunStreamEvent>): Promise<{ run: Run; text: string }> {
   let run: Run | undefined;
   let text = "";
   for await (const event of events) {
@@ -82,35 +118,51 @@ async function followRun(events: AsyncIterable<RunStreamEvent>): Promise<{ run: 
   return { run, text };
 }
 
-function requireCompleted(run: Run): void {
+// Follows a run through its function calls: each time it waits for tool
+// outputs, calls the functions and submits their outputs, streaming on.
+// Returns how many calls were answered and the text of the last reply.
+async function runToCompletion(events: AsyncIterable<RunStreamEvent>): Promise<{ calls: number; text: string }> {
+  let { run, text } = await printReply(events);
+  let calls = 0;
+  while (run.status === "requires_action") {
+    const toolOutputs: { toolCallId: string; output: string }[] = [];
+    for (const call of run.requiredAction?.submitToolOutputs?.toolCalls ?? []) {
+      const name = call.function?.name ?? "";
+      const args = call.function?.arguments ?? "";
+      const output = callFunction(name, args);
+      console.log(`tool call ${call.id}: ${name}(${args}) -> ${output}`);
+      toolOutputs.push({ toolCallId: call.id, output });
+    }
+    calls += toolOutputs.length;
+    ({ run, text } = await printReply(
+      runs.submitToolOutputsStream({ threadId: run.threadId, runId: run.id, toolOutputs }, callOptions),
+    ));
+  }
   if (run.status !== "completed") {
     const reason = run.lastError ? `: ${run.lastError.code} ${run.lastError.message}` : "";
     throw new QuickstartError(`run ${run.id} ended ${run.status}${reason}`);
   }
+  return { calls, text };
 }
 
-// The function the model may call; a real program would look the weather up.
-function getWeather(argumentsJson: string): string {
-  const args = JSON.parse(argumentsJson || "{}") as { city?: unknown };
-  const city = typeof args.city === "string" ? args.city : "unknown";
-  return JSON.stringify({ city, temperature_c: 21, conditions: "sunny" });
-}
-
-async function streamedReply(): Promise<void> {
-  const listed = await assistants.listAssistants({ limit: 20 }, callOptions);
+async function main(): Promise<void> {
+  // Get the assistant: the first one on the model, or a new one.
+  const listed = await assistants.listAssistants({}, callOptions);
   let assistant = listed.data.find((candidate) => candidate.model === model);
   if (assistant === undefined) {
-    const created = await assistants.createAssistant(
-      { model, name: "Quick Start", instructions: "You are a helpful assistant." },
-      callOptions,
-    );
-    assistant = created.assistant;
+    assistant = (
+      await assistants.createAssistant(
+        { model, name: "Quick Start", instructions: "You are a helpful assistant." },
+        callOptions,
+      )
+    ).assistant;
   }
   if (assistant === undefined) {
     throw new QuickstartError("CreateAssistant returned no assistant");
   }
   console.log(`assistant ${assistant.id} (${listed.data.length} listed)`);
 
+  // Create a thread, add a message, run the assistant and stream its reply.
   const thread = (await threads.createThread({}, callOptions)).thread;
   if (thread === undefined) {
     throw new QuickstartError("CreateThread returned no thread");
@@ -120,74 +172,17 @@ async function streamedReply(): Promise<void> {
     callOptions,
   );
   console.log(`thread ${thread.id}; streaming the reply:`);
+  await runToCompletion(runs.runThreadStream({ threadId: thread.id, assistantId: assistant.id }, callOptions));
 
-  const { run } = await followRun(
-    runs.runThreadStream({ threadId: thread.id, assistantId: assistant.id }, callOptions),
+  // Ask again with a function the model may call for this run.
+  await messages.createMessage(
+    { threadId: thread.id, role: "user", content: { case: "text", value: "What is the weather in Paris?" } },
+    callOptions,
   );
-  requireCompleted(run);
-}
-
-async function functionCall(): Promise<void> {
-  const assistant = (
-    await assistants.createAssistant(
-      {
-        model,
-        name: "Quick Start weather",
-        instructions: "Answer weather questions with the get_weather function.",
-        tools: [
-          {
-            type: "function",
-            tool: {
-              case: "function",
-              value: {
-                name: "get_weather",
-                description: "The current weather in a city.",
-                parameters: {
-                  type: "object",
-                  properties: { city: { type: "string", description: "The city's name." } },
-                  required: ["city"],
-                },
-              },
-            },
-          },
-        ],
-      },
-      callOptions,
-    )
-  ).assistant;
-  if (assistant === undefined) {
-    throw new QuickstartError("CreateAssistant returned no assistant");
-  }
-  const thread = (
-    await threads.createThread(
-      { messages: [{ role: "user", content: { case: "text", value: "What is the weather in Paris?" } }] },
-      callOptions,
-    )
-  ).thread;
-  if (thread === undefined) {
-    throw new QuickstartError("CreateThread returned no thread");
-  }
-  console.log(`assistant ${assistant.id} with get_weather, thread ${thread.id}:`);
-
-  let { run, text } = await followRun(
-    runs.runThreadStream({ threadId: thread.id, assistantId: assistant.id }, callOptions),
+  console.log("asking about the weather, with get_weather:");
+  const { calls, text } = await runToCompletion(
+    runs.runThreadStream({ threadId: thread.id, assistantId: assistant.id, tools: [weatherTool] }, callOptions),
   );
-  let calls = 0;
-  // The model may call functions several times before it answers.
-  while (run.status === "requires_action") {
-    const toolCalls = run.requiredAction?.submitToolOutputs?.toolCalls ?? [];
-    const toolOutputs: { toolCallId: string; output: string }[] = [];
-    for (const call of toolCalls) {
-      const output = getWeather(call.function?.arguments ?? "");
-      console.log(`tool call ${call.id}: ${call.function?.name}(${call.function?.arguments}) -> ${output}`);
-      toolOutputs.push({ toolCallId: call.id, output });
-    }
-    calls += toolCalls.length;
-    ({ run, text } = await followRun(
-      runs.submitToolOutputsStream({ threadId: thread.id, runId: run.id, toolOutputs }, callOptions),
-    ));
-  }
-  requireCompleted(run);
   if (calls === 0) {
     throw new QuickstartError(`model ${model} answered without calling get_weather`);
   }
@@ -195,8 +190,7 @@ async function functionCall(): Promise<void> {
 }
 
 try {
-  await streamedReply();
-  await functionCall();
+  await main();
 } catch (error) {
   if (error instanceof ConnectError) {
     console.error(`quickstart: ${Code[error.code]}: ${error.rawMessage}`);

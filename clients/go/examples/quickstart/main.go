@@ -1,7 +1,8 @@
 // Command quickstart runs the Quick Start against a running server: it finds
-// or creates an assistant, starts a thread, streams a run's text as it is
-// written, then lets the model call a function and answers it with
-// SubmitToolOutputsStream.
+// or creates an assistant, starts a thread, adds a message and streams the
+// run's reply as it is written; then it asks a question the assistant answers
+// by calling a function, runs the function here, submits its output with
+// SubmitToolOutputsStream and prints the answer.
 //
 //	ASSISTANTS_GRPC_TARGET  host:port of the server (default 127.0.0.1:50051)
 //	ASSISTANTS_API_KEY      sent as "authorization: Bearer <key>" when set
@@ -82,14 +83,13 @@ func run() error {
 		runs:       assistantsv1.NewRunServiceClient(conn),
 		model:      envOr("ASSISTANTS_MODEL", "scripted-demo"),
 	}
-	if err := c.streamedReply(ctx); err != nil {
-		return err
-	}
-	return c.functionCall(ctx)
+	return c.quickstart(ctx)
 }
 
-func (c clients) streamedReply(ctx context.Context) error {
-	listed, err := c.assistants.ListAssistants(ctx, &assistantsv1.ListAssistantsRequest{Limit: proto.Int32(20)})
+// quickstart runs the Quick Start on one thread.
+func (c clients) quickstart(ctx context.Context) error {
+	// Get the assistant: the first one on the model, or a new one.
+	listed, err := c.assistants.ListAssistants(ctx, &assistantsv1.ListAssistantsRequest{})
 	if err != nil {
 		return err
 	}
@@ -113,21 +113,16 @@ func (c clients) streamedReply(ctx context.Context) error {
 	}
 	fmt.Printf("assistant %s (%d listed)\n", assistant.GetId(), len(listed.GetData()))
 
+	// Create a thread, add a message, run the assistant and stream its reply.
 	created, err := c.threads.CreateThread(ctx, &assistantsv1.CreateThreadRequest{})
 	if err != nil {
 		return err
 	}
 	thread := created.GetThread()
-	_, err = c.messages.CreateMessage(ctx, &assistantsv1.CreateMessageRequest{
-		ThreadId: thread.GetId(),
-		Role:     "user",
-		Content:  &assistantsv1.CreateMessageRequest_Text{Text: "Hello! What can you do?"},
-	})
-	if err != nil {
+	if err := c.addMessage(ctx, thread.GetId(), "Hello! What can you do?"); err != nil {
 		return err
 	}
 	fmt.Printf("thread %s; streaming the reply:\n", thread.GetId())
-
 	stream, err := c.runs.RunThreadStream(ctx, &assistantsv1.RunThreadStreamRequest{
 		ThreadId:    thread.GetId(),
 		AssistantId: assistant.GetId(),
@@ -135,14 +130,87 @@ func (c clients) streamedReply(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	run, _, err := followRun(stream)
+	if _, _, err := c.runToCompletion(ctx, stream); err != nil {
+		return err
+	}
+
+	// Ask again with a function the model may call for this run.
+	if err := c.addMessage(ctx, thread.GetId(), "What is the weather in Paris?"); err != nil {
+		return err
+	}
+	fmt.Println("asking about the weather, with get_weather:")
+	tool, err := weatherTool()
 	if err != nil {
 		return err
 	}
-	return requireCompleted(run)
+	stream, err = c.runs.RunThreadStream(ctx, &assistantsv1.RunThreadStreamRequest{
+		ThreadId:    thread.GetId(),
+		AssistantId: assistant.GetId(),
+		Tools:       []*assistantsv1.Tool{tool},
+	})
+	if err != nil {
+		return err
+	}
+	calls, answer, err := c.runToCompletion(ctx, stream)
+	if err != nil {
+		return err
+	}
+	if calls == 0 {
+		return fmt.Errorf("model %s answered without calling get_weather", c.model)
+	}
+	fmt.Printf("final answer: %s\n", answer)
+	return nil
 }
 
-func (c clients) functionCall(ctx context.Context) error {
+func (c clients) addMessage(ctx context.Context, threadID, text string) error {
+	_, err := c.messages.CreateMessage(ctx, &assistantsv1.CreateMessageRequest{
+		ThreadId: threadID,
+		Role:     "user",
+		Content:  &assistantsv1.CreateMessageRequest_Text{Text: text},
+	})
+	return err
+}
+
+// runToCompletion follows a run through its function calls: each time it
+// waits for tool outputs, it calls the functions and submits their outputs,
+// streaming on. It returns how many calls were answered and the text of the
+// last reply.
+func (c clients) runToCompletion(ctx context.Context, stream eventStream) (int, string, error) {
+	run, text, err := followRun(stream)
+	if err != nil {
+		return 0, "", err
+	}
+	calls := 0
+	for run.GetStatus() == "requires_action" {
+		toolCalls := run.GetRequiredAction().GetSubmitToolOutputs().GetToolCalls()
+		outputs := make([]*assistantsv1.ToolOutput, 0, len(toolCalls))
+		for _, call := range toolCalls {
+			name, arguments := call.GetFunction().GetName(), call.GetFunction().GetArguments()
+			output := callFunction(name, arguments)
+			fmt.Printf("tool call %s: %s(%s) -> %s\n", call.GetId(), name, arguments, output)
+			outputs = append(outputs, &assistantsv1.ToolOutput{ToolCallId: call.GetId(), Output: output})
+		}
+		calls += len(outputs)
+		submitted, err := c.runs.SubmitToolOutputsStream(ctx, &assistantsv1.SubmitToolOutputsStreamRequest{
+			ThreadId:    run.GetThreadId(),
+			RunId:       run.GetId(),
+			ToolOutputs: outputs,
+		})
+		if err != nil {
+			return 0, "", err
+		}
+		if run, text, err = followRun(submitted); err != nil {
+			return 0, "", err
+		}
+	}
+	if err := requireCompleted(run); err != nil {
+		return 0, "", err
+	}
+	return calls, text, nil
+}
+
+// weatherTool is the function the model may call, as a tool of the run.
+func weatherTool() (*assistantsv1.Tool, error) {
 	parameters, err := structpb.NewStruct(map[string]interface{}{
 		"type": "object",
 		"properties": map[string]interface{}{
@@ -151,80 +219,16 @@ func (c clients) functionCall(ctx context.Context) error {
 		"required": []interface{}{"city"},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	created, err := c.assistants.CreateAssistant(ctx, &assistantsv1.CreateAssistantRequest{
-		Model:        c.model,
-		Name:         proto.String("Quick Start weather"),
-		Instructions: proto.String("Answer weather questions with the get_weather function."),
-		Tools: []*assistantsv1.Tool{{
-			Type: "function",
-			Tool: &assistantsv1.Tool_Function{Function: &assistantsv1.FunctionTool{
-				Name:        "get_weather",
-				Description: "The current weather in a city.",
-				Parameters:  parameters,
-			}},
+	return &assistantsv1.Tool{
+		Type: "function",
+		Tool: &assistantsv1.Tool_Function{Function: &assistantsv1.FunctionTool{
+			Name:        "get_weather",
+			Description: "The current weather in a city.",
+			Parameters:  parameters,
 		}},
-	})
-	if err != nil {
-		return err
-	}
-	assistant := created.GetAssistant()
-	threadCreated, err := c.threads.CreateThread(ctx, &assistantsv1.CreateThreadRequest{
-		Messages: []*assistantsv1.MessageInput{{
-			Role:    "user",
-			Content: &assistantsv1.MessageInput_Text{Text: "What is the weather in Paris?"},
-		}},
-	})
-	if err != nil {
-		return err
-	}
-	thread := threadCreated.GetThread()
-	fmt.Printf("assistant %s with get_weather, thread %s:\n", assistant.GetId(), thread.GetId())
-
-	stream, err := c.runs.RunThreadStream(ctx, &assistantsv1.RunThreadStreamRequest{
-		ThreadId:    thread.GetId(),
-		AssistantId: assistant.GetId(),
-	})
-	if err != nil {
-		return err
-	}
-	run, text, err := followRun(stream)
-	if err != nil {
-		return err
-	}
-	calls := 0
-	// The model may call functions several times before it answers.
-	for run.GetStatus() == "requires_action" {
-		toolCalls := run.GetRequiredAction().GetSubmitToolOutputs().GetToolCalls()
-		outputs := make([]*assistantsv1.ToolOutput, 0, len(toolCalls))
-		for _, call := range toolCalls {
-			output := getWeather(call.GetFunction().GetArguments())
-			fmt.Printf("tool call %s: %s(%s) -> %s\n",
-				call.GetId(), call.GetFunction().GetName(), call.GetFunction().GetArguments(), output)
-			outputs = append(outputs, &assistantsv1.ToolOutput{ToolCallId: call.GetId(), Output: output})
-		}
-		calls += len(toolCalls)
-		submitted, err := c.runs.SubmitToolOutputsStream(ctx, &assistantsv1.SubmitToolOutputsStreamRequest{
-			ThreadId:    thread.GetId(),
-			RunId:       run.GetId(),
-			ToolOutputs: outputs,
-		})
-		if err != nil {
-			return err
-		}
-		if run, text, err = followRun(submitted); err != nil {
-			return err
-		}
-	}
-	if err := requireCompleted(run); err != nil {
-		return err
-	}
-	if calls == 0 {
-		return fmt.Errorf("model %s answered without calling get_weather", c.model)
-	}
-	fmt.Printf("final answer: %s\n", text)
-	return nil
+	}, nil
 }
 
 // followRun prints text deltas as they arrive and returns the run as the
@@ -274,8 +278,16 @@ func requireCompleted(run *assistantsv1.Run) error {
 	return fmt.Errorf("run %s ended %s%s", run.GetId(), run.GetStatus(), reason)
 }
 
-// getWeather is the function the model may call; a real program would look
-// the weather up.
+func callFunction(name, argumentsJSON string) string {
+	if name == "get_weather" {
+		return getWeather(argumentsJSON)
+	}
+	output, _ := json.Marshal(map[string]string{"error": "no function named " + name})
+	return string(output)
+}
+
+// getWeather is what the function returns; a real program would look the
+// weather up.
 func getWeather(argumentsJSON string) string {
 	var args struct {
 		City string `json:"city"`
