@@ -32,6 +32,7 @@ lint: $(STAMP)
 	$(BIN)/buf lint protos
 	$(BIN)/buf format --diff --exit-code protos
 	$(BIN)/hadolint Dockerfile
+	scripts/check-breaking.sh
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -190,9 +190,13 @@ def check_tool_resources(v: Violations, field: str, resources: ToolResources | N
             f"{field}.file_search.vector_store_ids",
             f"must have at most {limits.MAX_VECTOR_STORES} vector store",
         )
-    for i, file_id in enumerate([*files, *stores]):
-        if not file_id or len(file_id) > 128:
-            v.add(f"{field}", f"id #{i} must be 1 to 128 characters")
+    for path, ids in (
+        (f"{field}.code_interpreter.file_ids", files),
+        (f"{field}.file_search.vector_store_ids", stores),
+    ):
+        for i, item in enumerate(ids):
+            if not item or len(item) > 128:
+                v.add(f"{path}[{i}]", "must be 1 to 128 characters")
 
 
 def check_response_format(v: Violations, field: str, fmt: ResponseFormat | None) -> None:
