@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(
         1.0, gt=0, description="How often idle workers look for runs nobody announced."
     )
+    database_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="PostgreSQL: longest wait to connect or for one statement; past it the "
+        "call fails UNAVAILABLE instead of hanging on a database that does not answer.",
+    )
     max_message_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="Largest request or response message."
     )

@@ -16,7 +16,8 @@ import grpc
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 
-from assistants_grpc.domain.errors import DomainError, Unauthenticated, Unavailable
+from assistants_grpc.domain.errors import DomainError, InvalidArgument, Unavailable
+from assistants_grpc.ports.storage import StorageUnavailable
 from assistants_grpc.transport.call_context import current_project
 from assistants_grpc.transport.errors import abort_with
 from assistants_grpc.transport.request_ids import start_request
@@ -44,6 +45,36 @@ OPEN_SERVICES = (
 Authenticate = Callable[[str | None], Awaitable[str]]
 """Takes the `authorization` header (or None) and returns the caller's project id, or raises
 Unauthenticated."""
+
+
+class _UndecodableRequest:
+    """Stands in for a request whose bytes do not parse (corrupt, not UTF-8 where text is due,
+    nested deeper than the parser allows), so that the call is refused with INVALID_ARGUMENT
+    rather than grpc's UNKNOWN carrying the parser's own message."""
+
+
+_UNDECODABLE = _UndecodableRequest()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return _UNDECODABLE
+
+    return deserialize
+
+
+async def _refuse_undecodable(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    if request is _UNDECODABLE:
+        await abort_with(
+            context,
+            InvalidArgument.field("request", "cannot be decoded: malformed, or nested too deeply"),
+        )
 
 
 class ServerState:
@@ -91,9 +122,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if self._authenticate is not None:
             try:
                 project = await self._authenticate(_metadata_value(metadata, "authorization"))
-            except Unauthenticated as error:
-                await abort_with(context, error)
-            except DomainError as error:
+            except (DomainError, StorageUnavailable) as error:
+                # A key that cannot be checked (the database is down) is UNAVAILABLE, not
+                # UNAUTHENTICATED: the caller should retry, not replace its key.
                 await abort_with(context, error)
             current_project.set(project)
 
@@ -111,7 +142,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
@@ -120,7 +151,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 self._wrap_stream(
                     method, cast(Callable[..., AsyncIterator[Any]], handler.unary_stream)
                 ),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -133,6 +164,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             try:
                 with tracer.start_as_current_span(method):
                     await self._admit(method, context)
+                    await _refuse_undecodable(request, context)
                     return await behavior(request, context)
             finally:
                 self._record(method, context, started)
@@ -149,6 +181,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             try:
                 with tracer.start_as_current_span(method):
                     await self._admit(method, context)
+                    await _refuse_undecodable(request, context)
                     async for item in behavior(request, context):
                         yield item
             finally:
