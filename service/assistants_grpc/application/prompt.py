@@ -20,7 +20,11 @@ MESSAGE_OVERHEAD_TOKENS = 4
 
 
 def estimate_tokens(text: str) -> int:
-    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+    return estimate_tokens_of_length(len(text))
+
+
+def estimate_tokens_of_length(characters: int) -> int:
+    return (characters + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
 def _content(message: Message) -> str | list[dict[str, Any]]:
@@ -62,30 +66,35 @@ def build_messages(
 
     ordered = [_turn(m) for m in before_run]
     by_id = {m.id: m for m in usable}
+    # A message of the run right before its tool calls came from the same model answer (a
+    # text-only answer would have ended the run): they go back as one assistant turn.
+    answer_text: dict[str, Any] | None = None
     for step in steps:
         if step.type == "message_creation":
             written = by_id.get(step.message_id or "")
+            answer_text = None
             if written is not None:
-                ordered.append(_turn(written))
-        elif step.status == StepStatus.COMPLETED and step.tool_calls:
-            ordered.append(
+                answer_text = _turn(written)
+                ordered.append(answer_text)
+            continue
+        if step.status == StepStatus.COMPLETED and step.tool_calls:
+            calls = [
                 {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": call.id,
-                            "type": "function",
-                            "function": {"name": call.name, "arguments": call.arguments},
-                        }
-                        for call in step.tool_calls
-                    ],
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
                 }
-            )
+                for call in step.tool_calls
+            ]
+            if answer_text is not None and isinstance(answer_text["content"], str):
+                answer_text["tool_calls"] = calls
+            else:
+                ordered.append({"role": "assistant", "content": None, "tool_calls": calls})
             ordered.extend(
                 {"role": "tool", "tool_call_id": call.id, "content": call.output or ""}
                 for call in step.tool_calls
             )
+        answer_text = None
 
     messages: list[dict[str, Any]] = (
         [{"role": "system", "content": run.instructions}] if run.instructions else []
@@ -98,28 +107,36 @@ def build_messages(
 def _text_of(message: dict[str, Any]) -> str:
     content = message.get("content")
     if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content)
-    return str(message.get("tool_calls", ""))
+        text = content
+    elif isinstance(content, list):
+        text = "".join(str(p.get("text", "")) for p in content)
+    else:
+        text = ""
+    for call in message.get("tool_calls") or ():
+        text += call["function"]["name"] + call["function"]["arguments"]
+    return text
 
 
 def fit_to_budget(
     messages: list[dict[str, Any]], tokens: int, budget: int | None
 ) -> tuple[list[dict[str, Any]], int]:
     """Drops the oldest non-system turns until the estimate fits `budget` (the `auto`
-    truncation). A tool result is never separated from the call it answers."""
+    truncation). A tool result is never separated from the call it answers, and the last turn
+    (with its tool results) is always kept: a prompt without it asks the model nothing, so
+    when even that does not fit, the estimate stays over the budget and the run cannot go on."""
     if budget is None or tokens <= budget:
         return messages, tokens
     system = messages[:1] if messages and messages[0]["role"] == "system" else []
-    rest = messages[len(system) :]
-    while rest and tokens > budget:
-        dropped = rest.pop(0)
-        tokens -= MESSAGE_OVERHEAD_TOKENS + estimate_tokens(_text_of(dropped))
-        while rest and rest[0]["role"] == "tool":
-            orphan = rest.pop(0)
-            tokens -= MESSAGE_OVERHEAD_TOKENS + estimate_tokens(_text_of(orphan))
-    return system + rest, tokens
+    turns: list[list[dict[str, Any]]] = []
+    for message in messages[len(system) :]:
+        if message["role"] == "tool" and turns:
+            turns[-1].append(message)
+        else:
+            turns.append([message])
+    while len(turns) > 1 and tokens > budget:
+        for dropped in turns.pop(0):
+            tokens -= MESSAGE_OVERHEAD_TOKENS + estimate_tokens(_text_of(dropped))
+    return system + [message for turn in turns for message in turn], tokens
 
 
 def function_tools(run: Run) -> list[dict[str, Any]]:

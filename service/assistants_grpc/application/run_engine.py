@@ -94,15 +94,14 @@ class CancelRequested(Exception):
     """A caller asked to cancel the run while it was executing."""
 
 
-class RunEnded(Exception):
-    """The run reached a state where this execution is over (ended, or waits for a caller)."""
-
-
 @dataclass
 class _Execution:
     claim: ClaimedRun
     task: asyncio.Task[None] | None = None
     stop_reason: StopReason | None = None
+    running: bool = False
+    """Set once the task's code runs: a task cancelled before that would never run its
+    cleanup, so a stop that comes earlier is left for the task to find when it begins."""
 
 
 class RunEngine:
@@ -153,9 +152,12 @@ class RunEngine:
         return len(self._executions)
 
     def _stop(self, execution: _Execution, reason: StopReason) -> None:
-        if execution.task is not None and not execution.task.done():
-            if execution.stop_reason is None:
-                execution.stop_reason = reason
+        # The first reason wins; cancelling again would only interrupt the closing writes
+        # of the first one.
+        if execution.stop_reason is not None:
+            return
+        execution.stop_reason = reason
+        if execution.running and execution.task is not None and not execution.task.done():
             execution.task.cancel()
 
     def _cancel_requested(self, run_id: str) -> None:
@@ -212,14 +214,17 @@ class RunEngine:
             except Exception:
                 log.warning("renewing run leases failed; will retry", exc_info=True)
                 continue
+            renewed_attempts = {claim.run.id: claim.attempt for claim in claims}
             for run_id in lost:
                 execution = self._executions.get(run_id)
-                if execution is not None:
+                # The run may have been claimed anew meanwhile (it waited for tool outputs,
+                # got them, and came back here): only the claim that was lost is stopped.
+                if execution is not None and execution.claim.attempt == renewed_attempts[run_id]:
                     self._stop(execution, StopReason.LOST)
 
     async def _expiry_loop(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self._settings.poll_interval_seconds)
             try:
                 await self.expire_due_runs()
             except Exception:
@@ -227,8 +232,10 @@ class RunEngine:
 
     async def expire_due_runs(self) -> int:
         """Moves runs whose wait for tool outputs passed `expires_at` to `expired`."""
+        # `expires_at` is in whole seconds and a run has expired once the clock reaches it
+        # (as SubmitToolOutputs judges): due are those with `expires_at < now + 1`.
         async with self._storage.read() as session:
-            due = await session.runs_past_expiry(now(), 100)
+            due = await session.runs_past_expiry(now() + 1, 100)
         expired = 0
         for candidate in due:
             async with self._storage.transaction() as tx:
@@ -238,7 +245,7 @@ class RunEngine:
                     run is None
                     or run.status != RunStatus.REQUIRES_ACTION
                     or run.expires_at is None
-                    or run.expires_at >= stamp
+                    or run.expires_at > stamp
                 ):
                     continue
                 items: list[tuple[str, EventPayload]] = []
@@ -250,7 +257,7 @@ class RunEngine:
                         await tx.update_step(ended)
                         items.append(("thread.run.step.expired", ended))
                 result = msgspec.structs.replace(
-                    run, status=RunStatus.EXPIRED, required_tool_calls=None
+                    run, status=RunStatus.EXPIRED, required_tool_calls=None, expires_at=None
                 )
                 await tx.update_run(result, release_lease=True)
                 items.extend(run_log.with_done(result))
@@ -262,21 +269,21 @@ class RunEngine:
     # --- one run ----------------------------------------------------------------------------
 
     async def _execute(self, execution: _Execution) -> None:
+        execution.running = True
         run_id = execution.claim.run.id
         executor = RunExecutor(self._storage, self._router, self._hub, self._settings, execution)
         try:
-            await executor.execute()
+            if execution.stop_reason is None:
+                await executor.execute()
+            else:
+                await _after_stop(executor, execution.stop_reason)
         except asyncio.CancelledError:
-            reason = execution.stop_reason
-            if reason is StopReason.CANCEL:
-                await _shielded(executor.finish_cancelled())
-            elif reason is StopReason.SHUTDOWN:
-                await _shielded(executor.give_back())
-            elif reason is None:
+            if execution.stop_reason is None:
                 raise
+            await _after_stop(executor, execution.stop_reason)
         except CancelRequested:
             await _shielded(executor.finish_cancelled())
-        except (LostClaim, RunEnded):
+        except LostClaim:
             pass
         except StorageUnavailable:
             # Nothing more can be written; the lease runs out and the run is resumed later.
@@ -289,15 +296,26 @@ class RunEngine:
                 )
             )
         finally:
-            self._executions.pop(run_id, None)
+            # A run that went back to the queue may already run again here under a new claim;
+            # that execution keeps its place.
+            if self._executions.get(run_id) is execution:
+                del self._executions[run_id]
             self._capacity_freed.set()
+
+
+async def _after_stop(executor: RunExecutor, reason: StopReason) -> None:
+    if reason is StopReason.CANCEL:
+        await _shielded(executor.finish_cancelled())
+    elif reason is StopReason.SHUTDOWN:
+        await _shielded(executor.give_back())
+    # A lost run is another worker's now: nothing more is written.
 
 
 async def _shielded(work: asyncio.Future[None] | asyncio.Task[None] | object) -> None:
     """Runs the closing writes of a run even when its task is being cancelled."""
     try:
         await asyncio.shield(work)  # type: ignore[arg-type]
-    except (LostClaim, RunEnded, CancelRequested):
+    except (LostClaim, CancelRequested):
         pass
     except StorageUnavailable:
         log.warning("could not record the end of a run: the database is unavailable")
@@ -316,6 +334,9 @@ class _Completion:
     usage: Usage | None = None
     finish: FinishReason | None = None
     text_parts: list[str] = field(default_factory=list)
+    """The text of the open message."""
+    text_length: int = 0
+    """Characters of text the call produced, in all its messages."""
 
 
 class RunExecutor:
@@ -372,9 +393,12 @@ class RunExecutor:
             for message in messages:
                 await tx.update_message(message)
             if run is not None:
-                if stored.metadata != self.run.metadata:
-                    # A caller changed the metadata meanwhile; keep theirs.
+                if stored.metadata != run.metadata:
+                    # A caller changed the metadata meanwhile: keep theirs, in the stored run
+                    # and in the events that carry it.
+                    proposed = run
                     run = msgspec.structs.replace(run, metadata=stored.metadata)
+                    items = [(name, run if data is proposed else data) for name, data in items]
                 if not await tx.update_run(run, fence=self._claim, release_lease=release):
                     raise LostClaim
             events = await run_log.append(tx, self.run.id, items)
@@ -388,65 +412,74 @@ class RunExecutor:
         run = self.run
         if run.status == RunStatus.CANCELLING:
             raise CancelRequested
-        if self._claim.attempt > MAX_ATTEMPTS:
-            await self.finish_failed(
-                RunError(
-                    code="server_error",
-                    message=f"The run was interrupted {MAX_ATTEMPTS} times (its worker stopped "
-                    "before finishing) and was given up.",
-                )
-            )
-            return
         if run.status == RunStatus.IN_PROGRESS:
-            await self._close_interrupted_steps()
+            # Claimed mid-execution: the worker that started it stopped. Each claim bumps the
+            # attempt, so the claims since the execution began count the interruptions.
+            interrupted = self._claim.attempt - (run.execution_attempt or 1)
+            if interrupted >= MAX_ATTEMPTS:
+                await self.finish_failed(
+                    RunError(
+                        code="server_error",
+                        message=f"The run was interrupted {interrupted} times (its worker "
+                        "stopped before finishing) and was given up.",
+                    )
+                )
+                return
+            await self._close_interrupted_work()
         else:
             started = msgspec.structs.replace(
-                run, status=RunStatus.IN_PROGRESS, started_at=run.started_at or now()
+                run,
+                status=RunStatus.IN_PROGRESS,
+                started_at=run.started_at or now(),
+                execution_attempt=self._claim.attempt,
             )
             await self._commit([run_log.run_status_event(started)], run=started)
-        while True:
-            if await self._call_model():
-                return
+        await self._call_model()
 
-    async def _close_interrupted_steps(self) -> None:
+    async def _open_work(self) -> tuple[list[RunStep], list[Message]]:
+        """The run's steps and messages still in progress, as committed. A message's content
+        is stored only when it ends, so its text is rebuilt from the committed deltas: exactly
+        what clients have seen of it."""
+        async with self._storage.read() as session:
+            steps = [
+                step
+                for step in await session.all_steps(self.run.id)
+                if step.status == StepStatus.IN_PROGRESS
+            ]
+            messages = [
+                message
+                for message in await session.all_messages(self.run.project_id, self.run.thread_id)
+                if message.run_id == self.run.id and message.status == MessageStatus.IN_PROGRESS
+            ]
+            texts = await run_log.streamed_texts(
+                session, self.run.id, {message.id for message in messages}
+            )
+        with_text = [
+            msgspec.structs.replace(
+                message, content=[ContentPart(type="text", text=texts[message.id])]
+            )
+            if texts.get(message.id)
+            else message
+            for message in messages
+        ]
+        return steps, with_text
+
+    async def _close_interrupted_work(self) -> None:
         """A previous worker died mid-call: what it left in progress is marked failed, and the
         call is made again (completed steps are kept and never repeated)."""
-        async with self._storage.read() as session:
-            steps = await session.all_steps(self.run.id)
-            open_messages = [
-                m
-                for m in await session.all_messages(self.run.project_id, self.run.thread_id)
-                if m.run_id == self.run.id and m.status == MessageStatus.IN_PROGRESS
-            ]
-        stamp = now()
+        steps, messages = await self._open_work()
         error = RunError(
             code="server_error",
             message="The worker executing this step stopped; the step is retried.",
         )
-        items: list[tuple[str, EventPayload]] = []
-        closed_messages = []
-        for message in open_messages:
-            closed = msgspec.structs.replace(
-                message,
-                status=MessageStatus.INCOMPLETE,
-                incomplete_reason="run_failed",
-                incomplete_at=stamp,
-            )
-            closed_messages.append(closed)
-            items.append(("thread.message.incomplete", closed))
-        closed_steps = []
-        for step in steps:
-            if step.status == StepStatus.IN_PROGRESS:
-                closed_step = msgspec.structs.replace(
-                    step, status=StepStatus.FAILED, failed_at=stamp, last_error=error
-                )
-                closed_steps.append(closed_step)
-                items.append(("thread.run.step.failed", closed_step))
+        items, closed_steps, closed_messages = _close(
+            steps, messages, StepStatus.FAILED, "run_failed", error
+        )
         if items:
             await self._commit(items, messages=closed_messages, steps=closed_steps)
 
-    async def _call_model(self) -> bool:
-        """One model call. True when the execution is over (the run ended or waits)."""
+    async def _call_model(self) -> None:
+        """One model call, and what follows from its answer: the run ends or waits."""
         run = self.run
         route = self._router.resolve(run.model)
         if route is None:
@@ -456,7 +489,7 @@ class RunExecutor:
                     message=f"The model '{run.model}' is not served by this deployment.",
                 )
             )
-            return True
+            return
         provider, upstream_model = route
         async with self._storage.read() as session:
             history = await session.all_messages(run.project_id, run.thread_id)
@@ -469,13 +502,13 @@ class RunExecutor:
                 messages, estimate = prompt.fit_to_budget(messages, estimate, budget)
             if estimate > budget:
                 await self.finish_incomplete("max_prompt_tokens")
-                return True
+                return
         completion_cap: int | None = None
         if run.max_completion_tokens is not None:
             completion_cap = run.max_completion_tokens - used.completion_tokens
             if completion_cap <= 0:
                 await self.finish_incomplete("max_completion_tokens")
-                return True
+                return
         timeout = self._settings.provider_timeout_seconds
         if run.deadline_at is not None:
             remaining = run.deadline_at - time.time()
@@ -487,7 +520,7 @@ class RunExecutor:
                         "the model answered.",
                     )
                 )
-                return True
+                return
             timeout = min(timeout, remaining)
         request = prompt.chat_request(run, upstream_model, messages, completion_cap, timeout)
         self._completion = _Completion()
@@ -495,8 +528,8 @@ class RunExecutor:
             await self._stream(provider.stream_chat(request))
         except ProviderError as error:
             await self.finish_failed(RunError(code=error.kind.value, message=error.message))
-            return True
-        return await self._finish_completion(estimate)
+            return
+        await self._finish_completion(estimate)
 
     async def _stream(self, events: AsyncIterator[ChatEvent]) -> None:
         """Consumes the provider's stream, committing deltas in batches: whatever arrived
@@ -520,42 +553,75 @@ class RunExecutor:
                 while not queue.empty() and len(batch) < MAX_PENDING_DELTAS:
                     batch.append(queue.get_nowait())
                 ready: list[ChatEvent] = []
+                failure: BaseException | None = None
                 for item in batch:
                     if item is None:
                         finished = True
                         break
                     if isinstance(item, BaseException):
-                        if isinstance(item, asyncio.CancelledError):
-                            raise ProviderError(
-                                ProviderErrorKind.SERVER_ERROR, "The model call was aborted."
-                            )
-                        raise item
+                        failure = item
+                        break
                     ready.append(item)
+                # What the model said before it failed is committed first, so that the run's
+                # log shows it, whether or not it arrived in the same batch as the failure.
                 await self._apply(ready)
+                if isinstance(failure, asyncio.CancelledError):
+                    raise ProviderError(
+                        ProviderErrorKind.SERVER_ERROR, "The model call was aborted."
+                    )
+                if failure is not None:
+                    raise failure
         finally:
             producer.cancel()
             with contextlib.suppress(BaseException):
                 await producer
 
     async def _apply(self, batch: list[ChatEvent]) -> None:
-        """Turns a batch of provider events into steps, messages and delta events."""
+        """Turns a batch of provider events into steps, messages and delta events, in
+        OpenAI's order: a message is completed (with its step) before the step of the tool
+        calls that follow it begins."""
         c = self._completion
         stamp = now()
         items: list[tuple[str, EventPayload]] = []
         new_steps: list[RunStep] = []
         new_messages: list[Message] = []
+        closed_steps: list[RunStep] = []
+        closed_messages: list[Message] = []
         text = ""
+        opened_message = False
         call_deltas: dict[int, ToolCallDelta] = {}
+
+        def flush_text() -> None:
+            nonlocal text, opened_message
+            if text and c.message is not None:
+                role = "assistant" if opened_message else None
+                delta = MessageDelta(
+                    id=c.message.id, role=role, content=[ContentDelta(index=0, text=text)]
+                )
+                items.append(("thread.message.delta", delta))
+            text, opened_message = "", False
+
         for event in batch:
             if isinstance(event, TextDelta):
                 if not event.text:
                     continue
                 if c.message is None:
                     self._open_message(stamp, items, new_steps, new_messages)
+                    opened_message = True
                 text += event.text
                 c.text_parts.append(event.text)
+                c.text_length += len(event.text)
             elif isinstance(event, ProviderToolCallDelta):
                 if c.tool_step is None:
+                    flush_text()
+                    if c.message is not None and c.message_step is not None:
+                        message, step = self._complete_message(c.message, c.message_step, stamp)
+                        closed_messages.append(message)
+                        closed_steps.append(step)
+                        items += [
+                            ("thread.message.completed", message),
+                            ("thread.run.step.completed", step),
+                        ]
                     step = RunStep(
                         id=new_id(IdPrefix.STEP),
                         project_id=self.run.project_id,
@@ -580,24 +646,19 @@ class RunExecutor:
                     call_deltas[event.index] = ToolCallDelta(
                         index=event.index, id=record.id, name=record.name, arguments=""
                     )
-                elif event.name and not record.name:
-                    record.name = event.name
+                call_delta = call_deltas.setdefault(event.index, ToolCallDelta(index=event.index))
+                if event.name and not record.name:
+                    # Some servers name the function after the call's first chunk.
+                    record.name = call_delta.name = event.name
                 record.arguments += event.arguments
-                delta = call_deltas.setdefault(event.index, ToolCallDelta(index=event.index))
-                delta.arguments = (delta.arguments or "") + event.arguments
+                call_delta.arguments = (call_delta.arguments or "") + event.arguments
             elif isinstance(event, TokenUsage):
                 c.usage = Usage(
                     prompt_tokens=event.prompt_tokens, completion_tokens=event.completion_tokens
                 )
             elif isinstance(event, Finish):
                 c.finish = event.reason
-        if text and c.message is not None:
-            items.append(
-                (
-                    "thread.message.delta",
-                    MessageDelta(id=c.message.id, content=[ContentDelta(index=0, text=text)]),
-                )
-            )
+        flush_text()
         if call_deltas and c.tool_step is not None:
             items.append(
                 (
@@ -610,7 +671,29 @@ class RunExecutor:
                 )
             )
         if items:
-            await self._commit(items, new_steps=new_steps, new_messages=new_messages)
+            await self._commit(
+                items,
+                new_steps=new_steps,
+                new_messages=new_messages,
+                steps=closed_steps,
+                messages=closed_messages,
+            )
+
+    def _complete_message(
+        self, open_message: Message, open_step: RunStep, stamp: int
+    ) -> tuple[Message, RunStep]:
+        """The open message with all its text, completed, and its step (whose usage the tool
+        calls that follow will carry); afterwards text that follows starts a new message."""
+        c = self._completion
+        message = msgspec.structs.replace(
+            open_message,
+            content=[ContentPart(type="text", text="".join(c.text_parts))],
+            status=MessageStatus.COMPLETED,
+            completed_at=stamp,
+        )
+        step = msgspec.structs.replace(open_step, status=StepStatus.COMPLETED, completed_at=stamp)
+        c.message, c.message_step, c.text_parts = None, None, []
+        return message, step
 
     def _open_message(
         self,
@@ -651,12 +734,12 @@ class RunExecutor:
             ("thread.message.in_progress", message),
         ]
 
-    async def _finish_completion(self, estimate: int) -> bool:
+    async def _finish_completion(self, estimate: int) -> None:
         c = self._completion
         stamp = now()
         usage = c.usage or Usage(
             prompt_tokens=estimate,
-            completion_tokens=prompt.estimate_tokens("".join(c.text_parts))
+            completion_tokens=prompt.estimate_tokens_of_length(c.text_length)
             + sum(prompt.estimate_tokens(t.arguments) for t in c.tool_calls.values()),
         )
         total = (self.run.usage or Usage()) + usage
@@ -706,7 +789,7 @@ class RunExecutor:
             )
             items.extend(run_log.with_done(waiting))
             await self._commit(items, run=waiting, release=True, steps=steps, messages=messages)
-            return True
+            return
 
         if c.tool_step is not None:
             # The call was cut off mid-arguments: the partial tool calls are not requested.
@@ -741,52 +824,27 @@ class RunExecutor:
             )
         items.extend(run_log.with_done(ended))
         await self._commit(items, run=ended, release=True, steps=steps, messages=messages)
-        return True
 
     # --- endings ------------------------------------------------------------------------------
 
     async def _end(
         self, ended: Run, step_status: str, message_reason: str, error: RunError | None
     ) -> None:
-        """Ends the run, closing the step and message of the call in flight."""
-        c = self._completion
-        stamp = now()
-        items: list[tuple[str, EventPayload]] = []
-        steps: list[RunStep] = []
-        messages: list[Message] = []
-        if c.message is not None:
-            message = msgspec.structs.replace(
-                c.message,
-                content=[ContentPart(type="text", text="".join(c.text_parts))],
-                status=MessageStatus.INCOMPLETE,
-                incomplete_reason=message_reason,
-                incomplete_at=stamp,
-            )
-            messages.append(message)
-            items.append(("thread.message.incomplete", message))
-        stamp_field = {
-            StepStatus.CANCELLED: "cancelled_at",
-            StepStatus.FAILED: "failed_at",
-        }[step_status]
-        for open_step in (c.message_step, c.tool_step):
-            if open_step is None:
-                continue
-            closed = msgspec.structs.replace(
-                open_step,
-                status=step_status,
-                last_error=error if step_status == StepStatus.FAILED else None,
-                **{stamp_field: stamp},
-            )
-            steps.append(closed)
-            items.append((f"thread.run.step.{step_status}", closed))
+        """Ends the run, closing every step and message it left in progress. They are taken
+        from storage rather than from the call in flight: a batch whose commit was refused
+        (the run was being cancelled) created nothing, so it has nothing to close."""
+        steps, messages = await self._open_work()
+        items, closed_steps, closed_messages = _close(
+            steps, messages, step_status, message_reason, error
+        )
         items.extend(run_log.with_done(ended))
         self._completion = _Completion()
         await self._commit(
             items,
             run=ended,
             release=True,
-            steps=steps,
-            messages=messages,
+            steps=closed_steps,
+            messages=closed_messages,
             finishing_cancel=ended.status == RunStatus.CANCELLED,
         )
 
@@ -826,3 +884,41 @@ class RunExecutor:
         """Releases the run for the next claim, as it is: it resumes from its last commit."""
         async with self._storage.transaction() as tx:
             await tx.release_run(self._claim, self._settings.replica_id)
+
+
+def _close(
+    steps: list[RunStep],
+    messages: list[Message],
+    step_status: str,
+    message_reason: str,
+    error: RunError | None,
+) -> tuple[list[tuple[str, EventPayload]], list[RunStep], list[Message]]:
+    """Steps and messages left in progress, ended: the messages `incomplete` for
+    `message_reason`, the steps with `step_status` (`failed` ones carrying `error`); with their
+    events, messages first as OpenAI orders them."""
+    stamp = now()
+    items: list[tuple[str, EventPayload]] = []
+    closed_messages = [
+        msgspec.structs.replace(
+            message,
+            status=MessageStatus.INCOMPLETE,
+            incomplete_reason=message_reason,
+            incomplete_at=stamp,
+        )
+        for message in messages
+    ]
+    items.extend(("thread.message.incomplete", message) for message in closed_messages)
+    stamp_field = {StepStatus.CANCELLED: "cancelled_at", StepStatus.FAILED: "failed_at"}[
+        step_status
+    ]
+    closed_steps = [
+        msgspec.structs.replace(
+            step,
+            status=step_status,
+            last_error=error if step_status == StepStatus.FAILED else None,
+            **{stamp_field: stamp},
+        )
+        for step in steps
+    ]
+    items.extend((f"thread.run.step.{step_status}", step) for step in closed_steps)
+    return items, closed_steps, closed_messages

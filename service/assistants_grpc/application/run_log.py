@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from assistants_grpc.domain.models import EventPayload, Run, RunEvent, RunStatus, StreamDone
+from assistants_grpc.domain.models import (
+    EventPayload,
+    MessageDelta,
+    Run,
+    RunEvent,
+    RunStatus,
+    StreamDone,
+)
 from assistants_grpc.ports.storage import StorageSession
 
 # The run statuses that have an event of their own: `thread.run.<status>`.
@@ -22,6 +29,9 @@ RUN_STATUS_EVENTS = {
 STREAM_END_STATUSES = RunStatus.TERMINAL | {RunStatus.REQUIRES_ACTION}
 
 DONE = "done"
+
+# Events read at once when a run's log is scanned from storage.
+SCAN_BATCH = 256
 
 
 def run_status_event(run: Run) -> tuple[str, EventPayload]:
@@ -50,3 +60,27 @@ async def append(
     ]
     await session.append_events(events)
     return events
+
+
+async def streamed_texts(
+    session: StorageSession, run_id: str, message_ids: set[str]
+) -> dict[str, str]:
+    """The text each message received through the run's committed `thread.message.delta`
+    events: all a client has seen of a message still in progress, whose stored content is
+    only written when it ends."""
+    pieces: dict[str, list[str]] = {message_id: [] for message_id in message_ids}
+    if not pieces:
+        return {}
+    cursor = 0
+    while True:
+        batch = await session.read_events(run_id, cursor, SCAN_BATCH)
+        for event in batch:
+            delta = event.data
+            if isinstance(delta, MessageDelta) and delta.id in pieces:
+                pieces[delta.id].extend(
+                    part.text or "" for part in delta.content if part.type == "text"
+                )
+        if len(batch) < SCAN_BATCH:
+            break
+        cursor = batch[-1].sequence_number
+    return {message_id: "".join(texts) for message_id, texts in pieces.items()}

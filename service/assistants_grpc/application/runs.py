@@ -67,6 +67,8 @@ from assistants_grpc.ports.storage import (
 # whose announcement was lost (another replica's notification, a dropped connection).
 FOLLOW_POLL_SECONDS = 1.0
 REPLAY_BATCH = 256
+# The most a waiting call (RunThread) keeps back of its caller's deadline to send its answer.
+MAX_ANSWER_MARGIN_SECONDS = 0.5
 
 
 @dataclass
@@ -506,6 +508,16 @@ class Runs:
                     return
                 async with self._storage.read() as session:
                     stored = await session.read_events(run_id, cursor, REPLAY_BATCH)
+                    # Past the end of a run that has ended (or is gone) nothing more comes:
+                    # a resume after its `done` ends at once instead of waiting forever.
+                    ended = not stored and await _has_ended(session, run_id)
+                    if ended:
+                        # The run's end commits together with its last events, which may have
+                        # landed between the two reads (each sees its own snapshot).
+                        stored = await session.read_events(run_id, cursor, REPLAY_BATCH)
+                        ended = not stored
+                if ended:
+                    return
                 if stored:
                     for event in stored:
                         yield event
@@ -518,26 +530,39 @@ class Runs:
                     if not batch:
                         # Timed out or told to catch up: look at storage again.
                         break
-                    if batch[0].sequence_number > cursor + 1:
-                        # Something was published before we subscribed: catch up first.
-                        break
+                    gap = False
                     for event in batch:
                         if event.sequence_number <= cursor:
                             continue
+                        if event.sequence_number > cursor + 1:
+                            # Events were announced out of order (writers on other connections
+                            # can publish in a different order than they committed), or before
+                            # we subscribed: catch up from storage, which has them all.
+                            gap = True
+                            break
                         yield event
                         cursor = event.sequence_number
                         if event.event == run_log.DONE:
                             return
+                    if gap:
+                        break
         finally:
             subscription.close()
 
-    async def wait_for_stream_end(self, ctx: CallContext, run_id: str, after_sequence: int) -> Run:
-        """Waits until the run ends or requires action (or the caller's deadline is near),
-        then returns the run as it is."""
+    async def wait_for_stream_end(
+        self,
+        ctx: CallContext,
+        run_id: str,
+        after_sequence: int,
+        *,
+        stop: asyncio.Event | None = None,
+    ) -> Run:
+        """Waits until the run ends or requires action (or the caller's deadline is near, or
+        `stop` is set because the server drains), then returns the run as it is."""
         remaining = ctx.time_remaining()
 
         async def until_done() -> None:
-            async for event in self.follow(run_id, after_sequence):
+            async for event in self.follow(run_id, after_sequence, stop=stop):
                 if event.event == run_log.DONE:
                     return
 
@@ -546,8 +571,10 @@ class Runs:
                 await until_done()
             else:
                 # Answer a little before the deadline, so the caller gets the run rather than
-                # DEADLINE_EXCEEDED; the run itself goes on.
-                await asyncio.wait_for(until_done(), max(0.0, remaining - 0.05))
+                # DEADLINE_EXCEEDED; the run itself goes on. The margin covers reading the run
+                # and sending it back on a busy server.
+                margin = min(MAX_ANSWER_MARGIN_SECONDS, max(0.05, remaining / 10))
+                await asyncio.wait_for(until_done(), max(0.0, remaining - margin))
         except TimeoutError:
             pass
         async with self._storage.read() as session:
@@ -555,3 +582,8 @@ class Runs:
         if run is None:
             raise NotFound("run", run_id)
         return run
+
+
+async def _has_ended(session: StorageSession, run_id: str) -> bool:
+    run = await session.get_run_any_project(run_id)
+    return run is None or run.is_terminal

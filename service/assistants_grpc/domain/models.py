@@ -261,6 +261,9 @@ class Run(Struct):
     deadline_at: float | None = None
     """Unix time after which no model call of the current execution may go on: the deadline
     of the call that started (or resumed) the run and waits for it. Not shown to callers."""
+    execution_attempt: int | None = None
+    """The claim attempt that took the run from `queued` to `in_progress`; later claims of the
+    same execution are resumptions after its worker stopped. Not shown to callers."""
 
     @property
     def is_active(self) -> bool:

@@ -18,6 +18,7 @@ from assistants_grpc.domain.models import (
     RunEvent,
     RunStep,
     RunStepDelta,
+    StepStatus,
     StreamDone,
     StreamError,
     Thread,
@@ -175,7 +176,9 @@ def step_to_proto(s: RunStep) -> run_step_pb2.RunStep:
         failed_at=s.failed_at,
         completed_at=s.completed_at,
         metadata=s.metadata,
-        usage=usage_to_proto(s.usage),
+        # As in OpenAI, usage is reported once the step has ended (a tool-call step knows its
+        # usage while it waits for outputs, but is still in progress).
+        usage=usage_to_proto(s.usage) if s.status != StepStatus.IN_PROGRESS else None,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -64,8 +64,14 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         self._runs = runs
         self._gate = gate
 
-    async def _events(self, run_id: str, after: int) -> AsyncIterator[RunStreamEvent]:
+    async def _events(
+        self, begin: Callable[[], Awaitable[tuple[str, int]]]
+    ) -> AsyncIterator[RunStreamEvent]:
+        """Takes a stream slot, then calls `begin` (which starts or finds the run, and says
+        after which sequence number to stream), then streams: a caller refused a slot has
+        started nothing, so it can simply retry."""
         async with self._gate.slot():
+            run_id, after = await begin()
             async for event in self._runs.follow(run_id, after, stop=self._gate.stop):
                 yield event_to_proto(event)
 
@@ -91,8 +97,10 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         options.deadline_at = caller_deadline(context)
         ctx = call_context(context)
         started = await self._runs.create(ctx, request.thread_id, options)
+        # A drain answers with the run as it is, as a near deadline does: the run was created,
+        # so failing the call (UNAVAILABLE, retried by clients) would start a second one.
         run = await self._runs.wait_for_stream_end(
-            ctx, started.run.id, started.events[-1].sequence_number
+            ctx, started.run.id, started.events[-1].sequence_number, stop=self._gate.stop
         )
         return pb.RunThreadResponse(run=run_to_proto(run))
 
@@ -104,8 +112,12 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
         options = run_options_from_proto(v, request)
         v.raise_if_any()
         options.deadline_at = caller_deadline(context)
-        started = await self._runs.create(call_context(context), request.thread_id, options)
-        async for event in self._events(started.run.id, 0):
+
+        async def begin() -> tuple[str, int]:
+            started = await self._runs.create(call_context(context), request.thread_id, options)
+            return started.run.id, 0
+
+        async for event in self._events(begin):
             yield event
 
     async def _create_thread_and_run(
@@ -139,8 +151,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def CreateThreadAndRunStream(
         self, request: pb.CreateThreadAndRunStreamRequest, context: Context
     ) -> AsyncIterator[RunStreamEvent]:
-        started = await self._create_thread_and_run(request, context, waits=True)
-        async for event in self._events(started.run.id, 0):
+        async def begin() -> tuple[str, int]:
+            started = await self._create_thread_and_run(request, context, waits=True)
+            return started.run.id, 0
+
+        async for event in self._events(begin):
             yield event
 
     # --- reading and moving runs ------------------------------------------------------------
@@ -208,14 +223,17 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def SubmitToolOutputsStream(
         self, request: pb.SubmitToolOutputsStreamRequest, context: Context
     ) -> AsyncIterator[RunStreamEvent]:
-        run, before = await self._runs.submit_tool_outputs(
-            call_context(context),
-            request.thread_id,
-            request.run_id,
-            self._outputs(request),
-            deadline_at=caller_deadline(context),
-        )
-        async for event in self._events(run.id, before):
+        async def begin() -> tuple[str, int]:
+            run, before = await self._runs.submit_tool_outputs(
+                call_context(context),
+                request.thread_id,
+                request.run_id,
+                self._outputs(request),
+                deadline_at=caller_deadline(context),
+            )
+            return run.id, before
+
+        async for event in self._events(begin):
             yield event
 
     @translate_errors
@@ -224,10 +242,14 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     ) -> AsyncIterator[RunStreamEvent]:
         if request.after_sequence_number < 0:
             raise InvalidArgument.field("after_sequence_number", "must not be negative")
-        run = await self._runs.check_visible(
-            call_context(context), request.thread_id, request.run_id
-        )
-        async for event in self._events(run.id, request.after_sequence_number):
+
+        async def begin() -> tuple[str, int]:
+            run = await self._runs.check_visible(
+                call_context(context), request.thread_id, request.run_id
+            )
+            return run.id, request.after_sequence_number
+
+        async for event in self._events(begin):
             yield event
 
     @translate_errors
