@@ -177,6 +177,7 @@ async def build_application(settings: Settings) -> Application:
         authenticate=bearer_authenticator(api_keys),
         max_message_bytes=settings.max_message_bytes,
         reflection_enabled=settings.reflection,
+        tracing=settings.tracing,
     )
     return Application(
         settings=settings,

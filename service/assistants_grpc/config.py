@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_json: bool = Field(True, description="Log one JSON object per line.")
     reflection: bool = Field(True, description="Serve gRPC server reflection (for grpcurl).")
+    tracing: bool = Field(
+        False,
+        description="Open an OpenTelemetry span per call, through the globally configured "
+        "tracer provider (e.g. run under opentelemetry-instrument with OTEL_* variables).",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -58,6 +58,7 @@ class AssistantsServer:
         authenticate: Authenticate | None,
         max_message_bytes: int,
         reflection_enabled: bool = True,
+        tracing: bool = False,
     ) -> None:
         self.state = ServerState()
         options: Sequence[tuple[str, Any]] = (
@@ -69,7 +70,8 @@ class AssistantsServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         )
         self.server = grpc.aio.server(
-            interceptors=[CallInterceptor(authenticate, self.state)], options=options
+            interceptors=[CallInterceptor(authenticate, self.state, tracing=tracing)],
+            options=options,
         )
         assistant_service_pb2_grpc.add_AssistantServiceServicer_to_server(
             servicers.assistants, self.server
