@@ -52,6 +52,7 @@ clients:
 bench: $(STAMP)
 	$(PYTHON) bench/crud.py
 	$(PYTHON) bench/conversation.py
+	$(PYTHON) bench/replicas.py
 
 soak: $(STAMP)
 	$(PYTHON) bench/soak.py

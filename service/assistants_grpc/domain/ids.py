@@ -9,6 +9,8 @@ from assistants_grpc.domain.errors import InvalidArgument
 
 _ALPHABET = string.ascii_letters + string.digits
 _RANDOM_LENGTH = 24
+_BASE = len(_ALPHABET)
+_RANDOM_BITS = 256
 _MAX_ID_LENGTH = 64
 
 
@@ -22,7 +24,15 @@ class IdPrefix:
 
 
 def new_id(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(_RANDOM_LENGTH))
+    # One draw of 256 random bits written in base 62, rather than one draw (and one getrandom
+    # system call) per character: 62**24 is below 2**143, so the 24 digits are uniform to
+    # within 62**24 / 2**256 (about 1e-34).
+    value = secrets.randbits(_RANDOM_BITS)
+    characters = []
+    for _ in range(_RANDOM_LENGTH):
+        value, digit = divmod(value, _BASE)
+        characters.append(_ALPHABET[digit])
+    return prefix + "".join(characters)
 
 
 def check_id(value: str, prefix: str, field: str, *, required: bool = True) -> str:
