@@ -47,13 +47,19 @@ def with_done(run: Run) -> list[tuple[str, EventPayload]]:
 
 
 async def append(
-    session: StorageSession, run_id: str, items: list[tuple[str, EventPayload]]
+    session: StorageSession,
+    run_id: str,
+    items: list[tuple[str, EventPayload]],
+    *,
+    last: int | None = None,
 ) -> list[RunEvent]:
-    """Stores events after the run's last one. The caller holds the run's row lock (or, on
-    SQLite, the database lock), so no other writer can take the same numbers."""
+    """Stores events after the run's last one (`last`, when the caller already read it under
+    the lock). The caller holds the run's row lock (or, on SQLite, the database lock), so no
+    other writer can take the same numbers."""
     if not items:
         return []
-    last = await session.last_sequence_number(run_id)
+    if last is None:
+        last = await session.last_sequence_number(run_id)
     events = [
         RunEvent(run_id=run_id, sequence_number=last + i, event=name, data=payload)
         for i, (name, payload) in enumerate(items, start=1)

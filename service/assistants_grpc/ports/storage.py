@@ -70,6 +70,11 @@ class StorageUnavailable(Exception):
     """The database cannot be reached; the operation did not happen."""
 
 
+class StorageOutcomeUnknown(StorageUnavailable):
+    """The database was lost while a transaction was being committed: it may or may not have
+    been stored, so the caller must not take a retry to be safe."""
+
+
 class StorageSession(Protocol):
     # Assistants
     async def insert_assistant(self, assistant: Assistant) -> None: ...
@@ -114,6 +119,11 @@ class StorageSession(Protocol):
     ) -> Run | None:
         """`for_update` locks the run row until the transaction ends; every writer of a run's
         events holds that lock, which keeps sequence numbers dense and unique."""
+        ...
+
+    async def lock_run_for_worker(self, run_id: str) -> tuple[str, int, int] | None:
+        """Locks the run and returns (status, attempt, last event sequence number): all a
+        worker needs to append events, in one statement, without decoding the run."""
         ...
 
     async def get_run_for_worker(self, run_id: str) -> tuple[Run, int] | None:

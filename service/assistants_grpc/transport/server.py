@@ -64,6 +64,9 @@ class AssistantsServer:
         options: Sequence[tuple[str, Any]] = (
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            # grpc-core cancels calls beyond 1000 waiting for a handler; a burst of callers
+            # (many clients starting streams at once) should queue, not fail.
+            ("grpc.server.max_pending_requests", 10_000),
             ("grpc.so_reuseport", 0),
             # Keep idle stream connections alive through proxies and NAT.
             ("grpc.keepalive_time_ms", 60_000),

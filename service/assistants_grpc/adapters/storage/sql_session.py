@@ -256,6 +256,14 @@ class SqlSession(ABC):
         )
         return None if row is None else decode(bytes(row[0]), Run)
 
+    async def lock_run_for_worker(self, run_id: str) -> tuple[str, int, int] | None:
+        row = await self._fetch_one(
+            "SELECT status, attempt, (SELECT COALESCE(MAX(sequence_number), 0) FROM run_events "
+            f"WHERE run_events.run_id = runs.id) FROM runs WHERE id = ?{self._row_lock_clause()}",
+            (run_id,),
+        )
+        return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
+
     async def get_run_for_worker(self, run_id: str) -> tuple[Run, int] | None:
         row = await self._fetch_one(
             f"SELECT data, attempt FROM runs WHERE id = ?{self._row_lock_clause()}", (run_id,)
