@@ -28,7 +28,7 @@ from assistants_grpc.domain.errors import (
     Unauthenticated,
     Unavailable,
 )
-from assistants_grpc.ports.storage import StorageUnavailable
+from assistants_grpc.ports.storage import StorageOutcomeUnknown, StorageUnavailable
 from assistants_grpc.transport.request_ids import current_request_id
 
 ERROR_DOMAIN = "assistants.v1"
@@ -53,6 +53,21 @@ def _packed(message: Any) -> any_pb2.Any:
 
 def status_for(error: BaseException) -> status_pb2.Status:
     """The google.rpc.Status a caller receives for `error`."""
+    if isinstance(error, StorageOutcomeUnknown):
+        # Not UNAVAILABLE, which promises the call did not take effect and is retried
+        # automatically: a retried create would store a second object.
+        return status_pb2.Status(
+            code=code_pb2.UNKNOWN,
+            message="The database was lost while the change was being committed; it may or may "
+            "not have been stored. Read it back before repeating the call.",
+            details=[
+                _packed(
+                    error_details_pb2.ErrorInfo(
+                        reason="COMMIT_OUTCOME_UNKNOWN", domain=ERROR_DOMAIN
+                    )
+                )
+            ],
+        )
     if isinstance(error, StorageUnavailable):
         error = Unavailable(
             "The database is unavailable; the call did not take effect. Retry later.",

@@ -27,14 +27,18 @@ log = logging.getLogger(__name__)
 CHANNEL = "assistants_run_signals"
 FLUSH_INTERVAL_SECONDS = 0.01
 RECONNECT_DELAY_SECONDS = 1.0
+# Bounds connecting and each statement, so that a database cut off by the network delays
+# signals (subscribers poll storage anyway) instead of stalling the flush loop or shutdown.
+DEFAULT_TIMEOUT_SECONDS = 5.0
 # NOTIFY payloads are limited to 8000 bytes; run ids are short, but a burst is split anyway.
 MAX_SIGNALS_PER_NOTIFY = 100
 
 
 class PostgresEventHub(LocalEventHub):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         super().__init__()
         self._url = url
+        self._timeout = timeout_seconds
         self._origin = uuid.uuid4().hex[:12]
         self._listener: asyncpg.Connection | None = None
         self._sender: asyncpg.Connection | None = None
@@ -42,6 +46,8 @@ class PostgresEventHub(LocalEventHub):
         self._flush_needed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        # The flush loop and the watcher may both find the connection broken; one reconnects.
+        self._reconnecting = asyncio.Lock()
 
     async def start(self) -> None:
         await self._connect()
@@ -51,9 +57,14 @@ class PostgresEventHub(LocalEventHub):
         ]
 
     async def _connect(self) -> None:
-        self._listener = await asyncpg.connect(self._url)
+        self._listener = await self._open()
         await self._listener.add_listener(CHANNEL, self._on_notification)
-        self._sender = await asyncpg.connect(self._url)
+        self._sender = await self._open()
+
+    async def _open(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            self._url, timeout=self._timeout, command_timeout=self._timeout
+        )
 
     async def close(self) -> None:
         self._closing = True
@@ -66,7 +77,7 @@ class PostgresEventHub(LocalEventHub):
         for connection in (self._listener, self._sender):
             if connection is not None and not connection.is_closed():
                 with contextlib.suppress(Exception):
-                    await connection.close()
+                    await connection.close(timeout=self._timeout)
         await super().close()
 
     # --- outgoing ---------------------------------------------------------------------------
@@ -132,17 +143,23 @@ class PostgresEventHub(LocalEventHub):
         """Reconnects when the listening session is lost (database restart, network)."""
         while True:
             await asyncio.sleep(RECONNECT_DELAY_SECONDS)
-            listener = self._listener
-            if listener is None or listener.is_closed():
+            # Either session may be the one lost (or never reopened after a half-failed
+            # reconnect): without the sender, signals would pile up unsent.
+            if any(c is None or c.is_closed() for c in (self._listener, self._sender)):
                 await self._reconnect()
 
     async def _reconnect(self) -> None:
-        if self._closing:
+        if self._closing or self._reconnecting.locked():
             return
+        async with self._reconnecting:
+            await self._replace_connections()
+
+    async def _replace_connections(self) -> None:
         for connection in (self._listener, self._sender):
             if connection is not None and not connection.is_closed():
-                with contextlib.suppress(Exception):
-                    await connection.close()
+                # A connection being replaced is broken or unanswered: a polite close would
+                # wait on it, so it is dropped.
+                connection.terminate()
         self._listener = self._sender = None
         try:
             await self._connect()

@@ -6,10 +6,12 @@ statement cache makes each one a single round trip.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -19,6 +21,7 @@ from assistants_grpc.domain.models import Run
 from assistants_grpc.ports.storage import (
     ActiveRunExists,
     ClaimedRun,
+    StorageOutcomeUnknown,
     StorageSession,
     StorageUnavailable,
 )
@@ -36,7 +39,24 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionFailureError,
 )
 
+# What a COMMIT cut off on its way raises: a timeout (as StorageUnavailable) or a lost connection.
+_COMMIT_FAILURES: tuple[type[BaseException], ...] = (StorageUnavailable, *CONNECTION_ERRORS)
+
 _MIGRATION_LOCK_KEY = 7_311_015_001
+
+# How long a connection attempt, and one statement of a session, may take. The statements here
+# take milliseconds; one that is not answered in seconds has lost its server (stopped, or cut
+# off by the network), and the caller is better told so than left hanging.
+DEFAULT_TIMEOUT_SECONDS = 5.0
+
+T = TypeVar("T")
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Replaces asyncpg's reset of a connection returned to the pool (advisory unlock, CLOSE
+    ALL, UNLISTEN, RESET ALL: a round trip on every release). Sessions here change no session
+    state: no SET, no LISTEN (the event hub has its own connections), no cursors, only
+    transaction-scoped advisory locks. asyncpg still rolls back an open transaction first."""
 
 
 @lru_cache(maxsize=512)
@@ -50,19 +70,33 @@ def _numbered(sql: str) -> str:
 
 
 class PostgresSession(SqlSession):
-    def __init__(self, connection: asyncpg.Connection) -> None:
+    def __init__(
+        self, connection: asyncpg.Connection, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> None:
         self._connection = connection
+        self._timeout = timeout_seconds
+
+    async def _bounded(self, statement: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await statement
+        except TimeoutError:
+            # asyncpg would ask the server to cancel the statement, then roll back, each waiting
+            # as long again for a server that does not answer. Dropping the connection ends
+            # both at once; the pool opens a fresh one for the next session.
+            self._connection.terminate()
+            raise StorageUnavailable("the database did not answer in time") from None
 
     async def _fetch_all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
-        return list(await self._connection.fetch(_numbered(sql), *args))
+        return list(await self._bounded(self._connection.fetch(_numbered(sql), *args)))
 
     async def _fetch_one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
-        row: Row | None = await self._connection.fetchrow(_numbered(sql), *args)
+        row: Row | None = await self._bounded(self._connection.fetchrow(_numbered(sql), *args))
         return row
 
     async def _execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         try:
-            status: str = await self._connection.execute(_numbered(sql), *args)
+            status: str = await self._bounded(self._connection.execute(_numbered(sql), *args))
         except asyncpg.exceptions.UniqueViolationError as error:
             if error.constraint_name == "runs_one_active_per_thread":
                 raise ActiveRunExists from error
@@ -72,7 +106,7 @@ class PostgresSession(SqlSession):
         return int(tail) if tail.isdigit() else 0
 
     async def _execute_many(self, sql: str, rows: list[Sequence[Any]]) -> None:
-        await self._connection.executemany(_numbered(sql), rows)
+        await self._bounded(self._connection.executemany(_numbered(sql), rows))
 
     def _row_lock_clause(self) -> str:
         return " FOR UPDATE"
@@ -93,16 +127,32 @@ class PostgresSession(SqlSession):
 
 
 class PostgresStorage:
-    def __init__(self, url: str, *, min_connections: int = 2, max_connections: int = 20) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_connections: int = 2,
+        max_connections: int = 20,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        """`timeout_seconds` bounds each connection attempt and each statement of a session:
+        past it the session fails with StorageUnavailable instead of waiting on."""
         self._url = url
         self._min = min_connections
         self._max = max_connections
+        self._timeout = timeout_seconds
         self._pool: asyncpg.Pool | None = None
 
     async def start(self) -> None:
         try:
+            # The pool's own command timeout only guards the migrations, which may take long.
             self._pool = await asyncpg.create_pool(
-                self._url, min_size=self._min, max_size=self._max, command_timeout=30
+                self._url,
+                min_size=self._min,
+                max_size=self._max,
+                command_timeout=30,
+                timeout=self._timeout,
+                reset=_keep_session,
             )
         except CONNECTION_ERRORS as error:
             raise StorageUnavailable(f"cannot connect to PostgreSQL: {error}") from error
@@ -140,25 +190,50 @@ class PostgresStorage:
     async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
         if self._pool is None:
             raise StorageUnavailable("the database is closed")
+        pool = self._pool
         try:
-            async with self._pool.acquire() as connection:
-                yield connection
+            # The timeout bounds the wait for a connection and, on release, its reset.
+            connection = await pool.acquire(timeout=self._timeout)
         except CONNECTION_ERRORS as error:
             raise StorageUnavailable("the database is unreachable") from error
+        try:
+            yield connection
+        except CONNECTION_ERRORS as error:
+            raise StorageUnavailable("the database is unreachable") from error
+        finally:
+            # The session's work is done (committed, or failed above): a connection that breaks
+            # while being reset for its next user must not fail a call that succeeded. The
+            # pool drops such a connection and opens another.
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await pool.release(connection)
 
     async def ping(self) -> None:
         async with self._acquire() as connection:
-            await connection.fetchval("SELECT 1")
+            await PostgresSession(connection, self._timeout)._fetch_one("SELECT 1")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[StorageSession]:
         async with self._acquire() as connection:
-            yield PostgresSession(connection)
+            yield PostgresSession(connection, self._timeout)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[StorageSession]:
-        async with self._acquire() as connection, connection.transaction():
-            yield PostgresSession(connection)
+        async with self._acquire() as connection:
+            session = PostgresSession(connection, self._timeout)
+            # BEGIN, COMMIT and ROLLBACK are bounded like every other statement.
+            transaction = connection.transaction()
+            await session._bounded(transaction.start())
+            try:
+                yield session
+            except BaseException:
+                if not connection.is_closed():
+                    await session._bounded(transaction.rollback())
+                raise
+            try:
+                await session._bounded(transaction.commit())
+            except _COMMIT_FAILURES as error:
+                # The COMMIT may have reached the server before the connection went.
+                raise StorageOutcomeUnknown("the commit was cut off") from error
 
     @property
     def pool(self) -> asyncpg.Pool:
