@@ -214,15 +214,13 @@ def tool_choice_from_proto(v: Violations, field: str, choice: pb.ToolChoice) -> 
     return ToolChoice(type="auto")
 
 
-def tool_choice_to_proto(choice: ToolChoice) -> pb.ToolChoice:
+def tool_choice_fields(choice: ToolChoice) -> dict[str, Any]:
     if choice.is_mode:
-        return pb.ToolChoice(mode=choice.type)
-    return pb.ToolChoice(
-        tool=pb.NamedToolChoice(
-            type=choice.type,
-            function=pb.FunctionName(name=choice.function_name) if choice.function_name else None,
-        )
-    )
+        return {"mode": choice.type}
+    named: dict[str, Any] = {"type": choice.type}
+    if choice.function_name:
+        named["function"] = {"name": choice.function_name}
+    return {"tool": named}
 
 
 def truncation_from_proto(strategy: pb.TruncationStrategy) -> TruncationStrategy:
@@ -232,18 +230,19 @@ def truncation_from_proto(strategy: pb.TruncationStrategy) -> TruncationStrategy
     )
 
 
-def truncation_to_proto(strategy: TruncationStrategy) -> pb.TruncationStrategy:
-    return pb.TruncationStrategy(type=strategy.type, last_messages=strategy.last_messages)
+def truncation_fields(strategy: TruncationStrategy) -> dict[str, Any]:
+    fields: dict[str, Any] = {"type": strategy.type}
+    if strategy.last_messages is not None:
+        fields["last_messages"] = strategy.last_messages
+    return fields
 
 
-def usage_to_proto(usage: Usage | None) -> pb.Usage | None:
-    if usage is None:
-        return None
-    return pb.Usage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-    )
+def usage_fields(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
 
 
 def optional_str(message: Any, field: str) -> str | None:

@@ -29,6 +29,18 @@ from assistants_grpc.transport.convert_common import (
     variant_type,
 )
 
+
+def compact(**fields: Any) -> dict[str, Any]:
+    """Proto constructor arguments without the unset (None) ones.
+
+    Building messages from plain keyword arguments, with nested messages given as dicts and
+    unset fields left out, is several times cheaper than nesting constructed messages (each of
+    which the outer constructor copies); lists of objects are the hot path of every list call
+    and every streamed event.
+    """
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 # --- assistants ---------------------------------------------------------------------------
 
 
@@ -65,8 +77,8 @@ def assistant_fields(v: Violations, request: Any, present: set[str]) -> dict[str
     return fields
 
 
-def assistant_to_proto(a: Assistant) -> assistant_pb2.Assistant:
-    return assistant_pb2.Assistant(
+def assistant_proto_fields(a: Assistant) -> dict[str, Any]:
+    fields = compact(
         id=a.id,
         object="assistant",
         created_at=a.created_at,
@@ -74,24 +86,37 @@ def assistant_to_proto(a: Assistant) -> assistant_pb2.Assistant:
         description=a.description,
         model=a.model,
         instructions=a.instructions,
-        tools=[tool_to_proto(t) for t in a.tools],
         tool_resources=tool_resources_to_proto(a.tool_resources),
-        metadata=a.metadata,
         temperature=a.temperature,
         top_p=a.top_p,
         response_format=response_format_to_proto(a.response_format),
         reasoning_effort=a.reasoning_effort,
     )
+    if a.tools:
+        fields["tools"] = [tool_to_proto(t) for t in a.tools]
+    if a.metadata:
+        fields["metadata"] = a.metadata
+    return fields
 
 
-def thread_to_proto(t: Thread) -> thread_pb2.Thread:
-    return thread_pb2.Thread(
+def assistant_to_proto(a: Assistant) -> assistant_pb2.Assistant:
+    return assistant_pb2.Assistant(**assistant_proto_fields(a))
+
+
+def thread_proto_fields(t: Thread) -> dict[str, Any]:
+    fields = compact(
         id=t.id,
         object="thread",
         created_at=t.created_at,
         tool_resources=tool_resources_to_proto(t.tool_resources),
-        metadata=t.metadata,
     )
+    if t.metadata:
+        fields["metadata"] = t.metadata
+    return fields
+
+
+def thread_to_proto(t: Thread) -> thread_pb2.Thread:
+    return thread_pb2.Thread(**thread_proto_fields(t))
 
 
 # --- message content ----------------------------------------------------------------------
@@ -144,71 +169,60 @@ def new_messages_from_proto(v: Violations, field: str, inputs: Any) -> list[NewM
     return [new_message_from_proto(v, f"{field}[{i}].", m) for i, m in enumerate(inputs)]
 
 
-def _annotation_to_proto(a: Annotation) -> message_pb2.TextAnnotation:
-    if a.type == "file_path":
-        return message_pb2.TextAnnotation(
-            type=a.type,
-            text=a.text,
-            start_index=a.start_index,
-            end_index=a.end_index,
-            file_path=message_pb2.FilePath(file_id=a.file_id),
-        )
-    return message_pb2.TextAnnotation(
-        type=a.type,
-        text=a.text,
-        start_index=a.start_index,
-        end_index=a.end_index,
-        file_citation=message_pb2.FileCitation(file_id=a.file_id),
-    )
+def _annotation_fields(a: Annotation) -> dict[str, Any]:
+    target = "file_path" if a.type == "file_path" else "file_citation"
+    return {
+        "type": a.type,
+        "text": a.text,
+        "start_index": a.start_index,
+        "end_index": a.end_index,
+        target: {"file_id": a.file_id},
+    }
 
 
-def _content_part_to_proto(part: ContentPart) -> message_pb2.MessageContent:
+def _content_part_fields(part: ContentPart) -> dict[str, Any]:
     if part.type == "text":
-        return message_pb2.MessageContent(
-            type="text",
-            text=message_pb2.TextContent(
-                value=part.text or "",
-                annotations=[_annotation_to_proto(a) for a in part.annotations],
-            ),
-        )
+        text: dict[str, Any] = {"value": part.text or ""}
+        if part.annotations:
+            text["annotations"] = [_annotation_fields(a) for a in part.annotations]
+        return {"type": "text", "text": text}
     if part.type == "image_file" and part.image_file is not None:
-        return message_pb2.MessageContent(
-            type="image_file",
-            image_file=message_pb2.ImageFile(
-                file_id=part.image_file.file_id, detail=part.image_file.detail or "auto"
-            ),
-        )
+        image = part.image_file
+        return {
+            "type": "image_file",
+            "image_file": {"file_id": image.file_id, "detail": image.detail or "auto"},
+        }
     if part.type == "image_url" and part.image_url is not None:
-        return message_pb2.MessageContent(
-            type="image_url",
-            image_url=message_pb2.ImageUrl(
-                url=part.image_url.url, detail=part.image_url.detail or "auto"
-            ),
-        )
-    return message_pb2.MessageContent(type="refusal", refusal=part.refusal or "")
+        url = part.image_url
+        return {"type": "image_url", "image_url": {"url": url.url, "detail": url.detail or "auto"}}
+    return {"type": "refusal", "refusal": part.refusal or ""}
 
 
-def message_to_proto(m: Message) -> message_pb2.Message:
-    return message_pb2.Message(
+def message_proto_fields(m: Message) -> dict[str, Any]:
+    fields = compact(
         id=m.id,
         object="thread.message",
         created_at=m.created_at,
         thread_id=m.thread_id,
         status=m.status,
-        incomplete_details=message_pb2.MessageIncompleteDetails(reason=m.incomplete_reason)
-        if m.incomplete_reason
-        else None,
         completed_at=m.completed_at,
         incomplete_at=m.incomplete_at,
         role=m.role,
-        content=[_content_part_to_proto(p) for p in m.content],
         assistant_id=m.assistant_id,
         run_id=m.run_id,
-        attachments=[
-            message_pb2.Attachment(
-                file_id=a.file_id, tools=[message_pb2.AttachmentTool(type=t) for t in a.tools]
-            )
-            for a in m.attachments
-        ],
-        metadata=m.metadata,
     )
+    if m.incomplete_reason:
+        fields["incomplete_details"] = {"reason": m.incomplete_reason}
+    if m.content:
+        fields["content"] = [_content_part_fields(p) for p in m.content]
+    if m.attachments:
+        fields["attachments"] = [
+            {"file_id": a.file_id, "tools": [{"type": t} for t in a.tools]} for a in m.attachments
+        ]
+    if m.metadata:
+        fields["metadata"] = m.metadata
+    return fields
+
+
+def message_to_proto(m: Message) -> message_pb2.Message:
+    return message_pb2.Message(**message_proto_fields(m))

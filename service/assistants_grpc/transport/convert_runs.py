@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from assistants.v1 import (
-    message_pb2,
     run_pb2,
     run_step_pb2,
     run_stream_event_pb2,
@@ -22,6 +21,7 @@ from assistants_grpc.domain.models import (
     StreamDone,
     StreamError,
     Thread,
+    ToolCallRecord,
 )
 from assistants_grpc.domain.validation import Violations
 from assistants_grpc.transport.convert_common import (
@@ -31,19 +31,20 @@ from assistants_grpc.transport.convert_common import (
     optional_str,
     response_format_from_proto,
     response_format_to_proto,
+    tool_choice_fields,
     tool_choice_from_proto,
-    tool_choice_to_proto,
     tool_resources_from_proto,
     tool_to_proto,
     tools_from_proto,
+    truncation_fields,
     truncation_from_proto,
-    truncation_to_proto,
-    usage_to_proto,
+    usage_fields,
 )
 from assistants_grpc.transport.convert_resources import (
-    message_to_proto,
+    compact,
+    message_proto_fields,
     new_messages_from_proto,
-    thread_to_proto,
+    thread_proto_fields,
 )
 
 
@@ -85,80 +86,80 @@ def run_options_from_proto(v: Violations, request: Any) -> RunOptions:
     )
 
 
-def run_to_proto(r: Run) -> run_pb2.Run:
-    ended = r.is_terminal
-    return run_pb2.Run(
+def run_proto_fields(r: Run) -> dict[str, Any]:
+    fields = compact(
         id=r.id,
         object="thread.run",
         created_at=r.created_at,
         thread_id=r.thread_id,
         assistant_id=r.assistant_id,
         status=r.status,
-        required_action=run_pb2.RequiredAction(
-            type="submit_tool_outputs",
-            submit_tool_outputs=run_pb2.SubmitToolOutputsAction(
-                tool_calls=[
-                    run_pb2.RunToolCall(
-                        id=call.id,
-                        type="function",
-                        function=run_pb2.FunctionCall(name=call.name, arguments=call.arguments),
-                    )
-                    for call in r.required_tool_calls
-                ]
-            ),
-        )
-        if r.required_tool_calls
-        else None,
-        last_error=run_pb2.RunError(code=r.last_error.code, message=r.last_error.message)
-        if r.last_error
-        else None,
         expires_at=r.expires_at,
         started_at=r.started_at,
         cancelled_at=r.cancelled_at,
         failed_at=r.failed_at,
         completed_at=r.completed_at,
-        incomplete_details=run_pb2.RunIncompleteDetails(reason=r.incomplete_reason)
-        if r.incomplete_reason
-        else None,
         model=r.model,
         instructions=r.instructions,
-        tools=[tool_to_proto(t) for t in r.tools],
-        metadata=r.metadata,
-        # As in OpenAI, usage is reported once the run has ended.
-        usage=usage_to_proto(r.usage) if ended else None,
         temperature=r.temperature,
         top_p=r.top_p,
         max_prompt_tokens=r.max_prompt_tokens,
         max_completion_tokens=r.max_completion_tokens,
-        truncation_strategy=truncation_to_proto(r.truncation_strategy),
-        tool_choice=tool_choice_to_proto(r.tool_choice),
+        truncation_strategy=truncation_fields(r.truncation_strategy),
+        tool_choice=tool_choice_fields(r.tool_choice),
         parallel_tool_calls=r.parallel_tool_calls,
         response_format=response_format_to_proto(r.response_format),
         reasoning_effort=r.reasoning_effort,
     )
+    if r.required_tool_calls:
+        fields["required_action"] = {
+            "type": "submit_tool_outputs",
+            "submit_tool_outputs": {
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    }
+                    for call in r.required_tool_calls
+                ]
+            },
+        }
+    if r.last_error:
+        fields["last_error"] = {"code": r.last_error.code, "message": r.last_error.message}
+    if r.incomplete_reason:
+        fields["incomplete_details"] = {"reason": r.incomplete_reason}
+    if r.tools:
+        fields["tools"] = [tool_to_proto(t) for t in r.tools]
+    if r.metadata:
+        fields["metadata"] = r.metadata
+    # As in OpenAI, usage is reported once the run has ended.
+    if r.is_terminal and r.usage is not None:
+        fields["usage"] = usage_fields(r.usage)
+    return fields
 
 
-def _tool_call_to_proto(call: Any) -> run_step_pb2.ToolCall:
-    return run_step_pb2.ToolCall(
-        id=call.id,
-        type="function",
-        function=run_step_pb2.FunctionToolCall(
-            name=call.name, arguments=call.arguments, output=call.output
-        ),
-    )
+def run_to_proto(r: Run) -> run_pb2.Run:
+    return run_pb2.Run(**run_proto_fields(r))
 
 
-def step_to_proto(s: RunStep) -> run_step_pb2.RunStep:
+def _tool_call_fields(call: ToolCallRecord) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": compact(name=call.name, arguments=call.arguments, output=call.output),
+    }
+
+
+def step_proto_fields(s: RunStep) -> dict[str, Any]:
     if s.type == "message_creation":
-        details = run_step_pb2.StepDetails(
-            type="message_creation",
-            message_creation=run_step_pb2.MessageCreation(message_id=s.message_id or ""),
-        )
+        details: dict[str, Any] = {
+            "type": "message_creation",
+            "message_creation": {"message_id": s.message_id or ""},
+        }
     else:
-        details = run_step_pb2.StepDetails(
-            type="tool_calls", tool_calls=[_tool_call_to_proto(c) for c in s.tool_calls]
-        )
-    return run_step_pb2.RunStep(
+        details = {"type": "tool_calls", "tool_calls": [_tool_call_fields(c) for c in s.tool_calls]}
+    fields = compact(
         id=s.id,
         object="thread.run.step",
         created_at=s.created_at,
@@ -168,89 +169,89 @@ def step_to_proto(s: RunStep) -> run_step_pb2.RunStep:
         type=s.type,
         status=s.status,
         step_details=details,
-        last_error=run_step_pb2.RunStepError(code=s.last_error.code, message=s.last_error.message)
-        if s.last_error
-        else None,
         expired_at=s.expired_at,
         cancelled_at=s.cancelled_at,
         failed_at=s.failed_at,
         completed_at=s.completed_at,
-        metadata=s.metadata,
-        # As in OpenAI, usage is reported once the step has ended (a tool-call step knows its
-        # usage while it waits for outputs, but is still in progress).
-        usage=usage_to_proto(s.usage) if s.status != StepStatus.IN_PROGRESS else None,
     )
+    if s.last_error:
+        fields["last_error"] = {"code": s.last_error.code, "message": s.last_error.message}
+    if s.metadata:
+        fields["metadata"] = s.metadata
+    # As in OpenAI, usage is reported once the step has ended (a tool-call step knows its
+    # usage while it waits for outputs, but is still in progress).
+    if s.usage is not None and s.status != StepStatus.IN_PROGRESS:
+        fields["usage"] = usage_fields(s.usage)
+    return fields
 
 
-def _message_delta_to_proto(d: MessageDelta) -> message_pb2.MessageDelta:
-    return message_pb2.MessageDelta(
-        id=d.id,
-        object="thread.message.delta",
-        delta=message_pb2.MessageDeltaBody(
-            role=d.role,
-            content=[
-                message_pb2.MessageContentDelta(
-                    index=part.index,
-                    type="text",
-                    text=message_pb2.TextDelta(value=part.text or ""),
-                )
-                for part in d.content
-            ],
-        ),
-    )
+def step_to_proto(s: RunStep) -> run_step_pb2.RunStep:
+    return run_step_pb2.RunStep(**step_proto_fields(s))
 
 
-def _step_delta_to_proto(d: RunStepDelta) -> run_step_pb2.RunStepDelta:
+def _message_delta_fields(d: MessageDelta) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "content": [
+            {"index": part.index, "type": "text", "text": {"value": part.text or ""}}
+            for part in d.content
+        ]
+    }
+    if d.role is not None:
+        body["role"] = d.role
+    return {"id": d.id, "object": "thread.message.delta", "delta": body}
+
+
+def _step_delta_fields(d: RunStepDelta) -> dict[str, Any]:
     if d.step_type == "message_creation":
-        details = run_step_pb2.StepDetailsDelta(
-            type="message_creation",
-            message_creation=run_step_pb2.MessageCreation(message_id=d.message_id or ""),
-        )
+        details: dict[str, Any] = {
+            "type": "message_creation",
+            "message_creation": {"message_id": d.message_id or ""},
+        }
     else:
-        details = run_step_pb2.StepDetailsDelta(
-            type="tool_calls",
-            tool_calls=[
-                run_step_pb2.ToolCallDelta(
+        details = {
+            "type": "tool_calls",
+            "tool_calls": [
+                compact(
                     index=call.index,
                     id=call.id,
                     type="function",
-                    function=run_step_pb2.FunctionToolCallDelta(
-                        name=call.name, arguments=call.arguments, output=call.output
-                    ),
+                    function=compact(name=call.name, arguments=call.arguments, output=call.output),
                 )
                 for call in d.tool_calls
             ],
+        }
+    return {"id": d.id, "object": "thread.run.step.delta", "delta": {"step_details": details}}
+
+
+def _payload(data: object) -> tuple[str, dict[str, Any]]:
+    """The RunStreamEvent oneof field and its arguments for an event's payload."""
+    if isinstance(data, MessageDelta):
+        return "message_delta", _message_delta_fields(data)
+    if isinstance(data, RunStepDelta):
+        return "run_step_delta", _step_delta_fields(data)
+    if isinstance(data, Run):
+        return "run", run_proto_fields(data)
+    if isinstance(data, RunStep):
+        return "run_step", step_proto_fields(data)
+    if isinstance(data, Message):
+        return "message", message_proto_fields(data)
+    if isinstance(data, Thread):
+        return "thread", thread_proto_fields(data)
+    if isinstance(data, StreamError):
+        return "error", compact(
+            code=data.code, message=data.message, param=data.param, type=data.type
         )
-    return run_step_pb2.RunStepDelta(
-        id=d.id,
-        object="thread.run.step.delta",
-        delta=run_step_pb2.RunStepDeltaBody(step_details=details),
-    )
+    if isinstance(data, StreamDone):
+        return "done", {"data": data.data}
+    raise TypeError(f"no stream payload for {type(data).__name__}")
 
 
 def event_to_proto(e: RunEvent) -> run_stream_event_pb2.RunStreamEvent:
-    data = e.data
-    event = run_stream_event_pb2.RunStreamEvent(
-        sequence_number=e.sequence_number, event=e.event, run_id=e.run_id
-    )
-    if isinstance(data, MessageDelta):
-        event.message_delta.CopyFrom(_message_delta_to_proto(data))
-    elif isinstance(data, RunStepDelta):
-        event.run_step_delta.CopyFrom(_step_delta_to_proto(data))
-    elif isinstance(data, Run):
-        event.run.CopyFrom(run_to_proto(data))
-    elif isinstance(data, RunStep):
-        event.run_step.CopyFrom(step_to_proto(data))
-    elif isinstance(data, Message):
-        event.message.CopyFrom(message_to_proto(data))
-    elif isinstance(data, Thread):
-        event.thread.CopyFrom(thread_to_proto(data))
-    elif isinstance(data, StreamError):
-        event.error.CopyFrom(
-            run_stream_event_pb2.StreamError(
-                code=data.code, message=data.message, param=data.param, type=data.type
-            )
-        )
-    elif isinstance(data, StreamDone):
-        event.done.CopyFrom(run_stream_event_pb2.StreamDone(data=data.data))
-    return event
+    field, payload = _payload(e.data)
+    fields: dict[str, Any] = {
+        "sequence_number": e.sequence_number,
+        "event": e.event,
+        "run_id": e.run_id,
+        field: payload,
+    }
+    return run_stream_event_pb2.RunStreamEvent(**fields)

@@ -32,7 +32,9 @@ from assistants_grpc.transport.call_context import call_context
 from assistants_grpc.transport.convert_common import tool_resources_from_proto
 from assistants_grpc.transport.convert_resources import (
     assistant_fields,
+    assistant_proto_fields,
     assistant_to_proto,
+    message_proto_fields,
     message_to_proto,
     new_message_from_proto,
     new_messages_from_proto,
@@ -90,14 +92,13 @@ class AssistantServicer(agrpc.AssistantServiceServicer):
             request.after,
             request.before,
         )
-        data = [assistant_to_proto(a) for a in page.items]
-        return apb.ListAssistantsResponse(
-            object="list",
-            data=data,
-            first_id=data[0].id if data else "",
-            last_id=data[-1].id if data else "",
-            has_more=page.has_more,
-        )
+        response = apb.ListAssistantsResponse(object="list", has_more=page.has_more)
+        add = response.data.add
+        for assistant in page.items:
+            add(**assistant_proto_fields(assistant))
+        if page.items:
+            response.first_id, response.last_id = page.items[0].id, page.items[-1].id
+        return response
 
     @translate_errors
     async def UpdateAssistant(
@@ -210,14 +211,13 @@ class MessageServicer(mgrpc.MessageServiceServicer):
             request.before,
             request.run_id,
         )
-        data = [message_to_proto(m) for m in page.items]
-        return mpb.ListMessagesResponse(
-            object="list",
-            data=data,
-            first_id=data[0].id if data else "",
-            last_id=data[-1].id if data else "",
-            has_more=page.has_more,
-        )
+        response = mpb.ListMessagesResponse(object="list", has_more=page.has_more)
+        add = response.data.add
+        for message in page.items:
+            add(**message_proto_fields(message))
+        if page.items:
+            response.first_id, response.last_id = page.items[0].id, page.items[-1].id
+        return response
 
     @translate_errors
     async def UpdateMessage(

@@ -22,7 +22,9 @@ from assistants_grpc.transport.convert_resources import new_messages_from_proto
 from assistants_grpc.transport.convert_runs import (
     event_to_proto,
     run_options_from_proto,
+    run_proto_fields,
     run_to_proto,
+    step_proto_fields,
     step_to_proto,
 )
 from assistants_grpc.transport.errors import translate_errors
@@ -175,14 +177,13 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             request.after,
             request.before,
         )
-        data = [run_to_proto(r) for r in page.items]
-        return pb.ListRunsResponse(
-            object="list",
-            data=data,
-            first_id=data[0].id if data else "",
-            last_id=data[-1].id if data else "",
-            has_more=page.has_more,
-        )
+        response = pb.ListRunsResponse(object="list", has_more=page.has_more)
+        add = response.data.add
+        for item in page.items:
+            add(**run_proto_fields(item))
+        if page.items:
+            response.first_id, response.last_id = page.items[0].id, page.items[-1].id
+        return response
 
     @translate_errors
     async def UpdateRun(
@@ -274,11 +275,10 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             request.after,
             request.before,
         )
-        data = [step_to_proto(s) for s in page.items]
-        return pb.ListRunStepsResponse(
-            object="list",
-            data=data,
-            first_id=data[0].id if data else "",
-            last_id=data[-1].id if data else "",
-            has_more=page.has_more,
-        )
+        response = pb.ListRunStepsResponse(object="list", has_more=page.has_more)
+        add = response.data.add
+        for item in page.items:
+            add(**step_proto_fields(item))
+        if page.items:
+            response.first_id, response.last_id = page.items[0].id, page.items[-1].id
+        return response
