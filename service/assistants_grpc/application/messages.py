@@ -69,15 +69,25 @@ class Messages:
         check_id(thread_id, IdPrefix.THREAD, "thread_id")
         check_id(run_id, IdPrefix.RUN, "run_id", required=False)
         page = page_request(limit, order, after, before, IdPrefix.MESSAGE)
-        try:
-            async with self._storage.read() as session:
-                if await session.get_thread(ctx.project_id, thread_id) is None:
-                    raise NotFound("thread", thread_id)
-                return await session.list_messages(
+        async with self._storage.read() as session:
+            listed: Page[Message] | None = None
+            bad_cursor: CursorNotFound | None = None
+            try:
+                listed = await session.list_messages(
                     ctx.project_id, thread_id, page, run_id=run_id or None
                 )
-        except CursorNotFound as error:
-            raise cursor_error(error) from None
+            except CursorNotFound as error:
+                bad_cursor = error
+            # Messages on the page prove the thread exists and is the caller's; only an empty
+            # page or a bad cursor needs the thread looked up, to answer NOT_FOUND first.
+            if (listed is None or not listed.items) and await session.get_thread(
+                ctx.project_id, thread_id
+            ) is None:
+                raise NotFound("thread", thread_id)
+        if bad_cursor is not None:
+            raise cursor_error(bad_cursor) from None
+        assert listed is not None
+        return listed
 
     async def update_metadata(
         self, ctx: CallContext, thread_id: str, message_id: str, metadata: dict[str, str] | None
