@@ -2,9 +2,15 @@
 
 Retries are gRPC's own (a `retryPolicy` in the channel's service config), so they apply to every
 call of every service, back off exponentially with jitter, and never replay a stream that has
-already delivered events. Only UNAVAILABLE is retried: the service answers it when a call did not
-take effect (the server is draining, the database is unreachable) or when no connection could be
-made, so repeating the call is safe even for calls that create objects.
+already delivered events. Only UNAVAILABLE is retried: the service answers it when a unary call
+did not take effect (the server is draining, the database is unreachable) or when no connection
+could be made, so repeating such a call is safe even when it creates objects. A commit whose
+outcome the service cannot know is answered UNKNOWN (reason COMMIT_OUTCOME_UNKNOWN) instead, and
+not retried. One narrow case remains: a streaming call that starts a run (RunThreadStream,
+CreateThreadAndRunStream, SubmitToolOutputsStream) answers UNAVAILABLE when the database goes away
+after the run was created but before its first event was sent; repeating RunThreadStream is then
+refused (the thread has an active run), while CreateThreadAndRunStream would start a second
+thread.
 """
 
 from __future__ import annotations

@@ -148,7 +148,8 @@ class InternalError(AssistantsError):
 
 class UnavailableError(AssistantsError):
     """The server or one of its dependencies is unavailable (UNAVAILABLE), after the client's
-    retries; the call did not take effect."""
+    retries. A unary call that answers this did not take effect; see `channels` for the one
+    streaming case where a run may have been started."""
 
     status_code = grpc.StatusCode.UNAVAILABLE
 
