@@ -4,13 +4,11 @@ cleanly. (What survives a restart is shown on SQLite; the storage suite runs on 
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
-from ..storage.backends import POSTGRES_ADMIN_URL, unique_name, with_database
+from ..support.postgres import fresh_postgres_database
 from ..support.servers import server_command
 from .conftest import Launch
 from .grpcurl import Grpcurl, run_process
@@ -20,28 +18,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 @pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
-    """A new, empty database, dropped afterwards; a skip when no server answers, except in CI,
-    which must really test PostgreSQL."""
-    try:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
-    except (OSError, asyncpg.exceptions.CannotConnectNowError) as error:
-        reason = f"PostgreSQL at {POSTGRES_ADMIN_URL} is unreachable: {error!r}"
-        if os.environ.get("CI", "").lower() in ("true", "1"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = unique_name("assistants_e2e")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield with_database(POSTGRES_ADMIN_URL, name)
-    finally:
-        admin = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with fresh_postgres_database("assistants_e2e") as url:
+        yield url
 
 
 async def test_serves_from_postgresql(launch: Launch, postgres_url: str) -> None:

@@ -26,9 +26,10 @@ from assistants_grpc.config import Settings
 from assistants_grpc.testing.fake_upstream import FakeUpstream
 
 from ..grpc.rich_errors import RichError, rpc_error
+from ..support.postgres import fresh_postgres_database
 from ..support.servers import in_process_server, server_settings
 from ..support.stubs import Stubs
-from .databases import fetch, fresh_postgres_database, postgres_address, through_port
+from .databases import fetch, postgres_address, through_port
 from .helpers import (
     MODEL,
     TERMINAL,

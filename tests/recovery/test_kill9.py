@@ -17,7 +17,6 @@ from assistants.v1 import (
 )
 from assistants_grpc.testing.fake_upstream import FakeUpstream
 
-from ..faults.databases import fresh_postgres_database
 from ..faults.helpers import (
     LOOKUP_TOOL,
     MODEL,
@@ -36,6 +35,7 @@ from ..faults.helpers import (
     subscribe,
     wait_for_status,
 )
+from ..support.postgres import fresh_postgres_database
 from ..support.servers import ServerProcess
 from ..support.stubs import Stubs
 

@@ -3,14 +3,12 @@ same data (a restart, or another replica)."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import uuid
 from abc import ABC, abstractmethod
 from contextlib import closing
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -18,21 +16,7 @@ from assistants_grpc.adapters.storage.postgres import PostgresStorage
 from assistants_grpc.adapters.storage.sqlite import SqliteStorage
 from assistants_grpc.ports.storage import Storage
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "ASSISTANTS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-def with_database(url: str, database: str, **settings: str) -> str:
-    """`url` pointed at another database; asyncpg sends unknown query parameters to the server
-    as settings, which is how a test confines itself to a schema."""
-    parts = urlsplit(url)
-    query = urlencode([*parse_qsl(parts.query), *settings.items()])
-    return urlunsplit(parts._replace(path=f"/{database}", query=query))
-
-
-def unique_name(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+from ..support.postgres import unique_name, with_database
 
 
 class Backend(ABC):
