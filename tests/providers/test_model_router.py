@@ -131,7 +131,7 @@ def test_suffix_with_literal_text_after_the_wildcard(load: Loader) -> None:
 def test_unknown_model_resolves_to_none(load: Loader) -> None:
     router = load(inline=ROUTES)
 
-    assert router.resolve("claude-3") is None
+    assert router.resolve("mistral-large") is None
     assert router.resolve("GPT-4O") is None  # names are case-sensitive
 
 
