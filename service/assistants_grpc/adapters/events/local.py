@@ -37,7 +37,10 @@ class LocalSubscription:
         if not self._buffer and not self._overflowed:
             self._wakeup.clear()
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                # asyncio.timeout rather than wait_for: it arms a timer on this task instead of
+                # wrapping the wait in a new task, and this runs once per event batch per stream.
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
             except TimeoutError:
                 return []
         if self._overflowed:
@@ -95,7 +98,8 @@ class LocalEventHub:
 
     async def wait_for_work(self, timeout: float) -> None:
         try:
-            await asyncio.wait_for(self._work.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._work.wait()
         except TimeoutError:
             return
         finally:
