@@ -256,6 +256,7 @@ class Runs:
             tx,
             run.id,
             [*leading_events, ("thread.run.created", run), ("thread.run.queued", run)],
+            last=0,  # a new run has no events yet
         )
         return StartedRun(run=run, events=events)
 
@@ -469,7 +470,7 @@ class Runs:
             await tx.update_run(queued, release_lease=True)
             items.append(run_log.run_status_event(queued))
             before = await tx.last_sequence_number(run.id)
-            events = await run_log.append(tx, run.id, items)
+            events = await run_log.append(tx, run.id, items, last=before)
         self._hub.publish(run.id, events)
         self._hub.announce_work()
         return queued, before
