@@ -6,7 +6,8 @@ disagreeing, an unknown `type`); limits are checked by the domain afterwards.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf import json_format, struct_pb2
 
@@ -24,6 +25,7 @@ from assistants_grpc.domain.models import (
     Usage,
 )
 from assistants_grpc.domain.validation import Violations
+from assistants_grpc.ports.storage import Page
 
 
 def struct_to_dict(value: struct_pb2.Struct) -> dict[str, Any]:
@@ -259,3 +261,29 @@ def optional_int(message: Any, field: str) -> int | None:
 
 def optional_bool(message: Any, field: str) -> bool | None:
     return bool(getattr(message, field)) if message.HasField(field) else None
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+Item = TypeVar("Item", bound=_Identified)
+ListResponse = TypeVar("ListResponse")
+
+
+def list_response(
+    response_class: Callable[..., ListResponse],
+    page: Page[Item],
+    fields: Callable[[Item], dict[str, Any]],
+) -> ListResponse:
+    """An OpenAI-style list response (`object`, `data`, `first_id`, `last_id`, `has_more`),
+    its items built in place in the repeated field rather than built and then copied."""
+    response: Any = response_class(object="list", has_more=page.has_more)
+    add = response.data.add
+    for item in page.items:
+        add(**fields(item))
+    if page.items:
+        response.first_id, response.last_id = page.items[0].id, page.items[-1].id
+    result: ListResponse = response
+    return result

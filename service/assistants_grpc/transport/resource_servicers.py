@@ -29,7 +29,7 @@ from assistants_grpc.application.messages import Messages
 from assistants_grpc.application.threads import Threads
 from assistants_grpc.domain.validation import Violations
 from assistants_grpc.transport.call_context import call_context
-from assistants_grpc.transport.convert_common import tool_resources_from_proto
+from assistants_grpc.transport.convert_common import list_response, tool_resources_from_proto
 from assistants_grpc.transport.convert_resources import (
     assistant_fields,
     assistant_proto_fields,
@@ -92,13 +92,7 @@ class AssistantServicer(agrpc.AssistantServiceServicer):
             request.after,
             request.before,
         )
-        response = apb.ListAssistantsResponse(object="list", has_more=page.has_more)
-        add = response.data.add
-        for assistant in page.items:
-            add(**assistant_proto_fields(assistant))
-        if page.items:
-            response.first_id, response.last_id = page.items[0].id, page.items[-1].id
-        return response
+        return list_response(apb.ListAssistantsResponse, page, assistant_proto_fields)
 
     @translate_errors
     async def UpdateAssistant(
@@ -211,13 +205,7 @@ class MessageServicer(mgrpc.MessageServiceServicer):
             request.before,
             request.run_id,
         )
-        response = mpb.ListMessagesResponse(object="list", has_more=page.has_more)
-        add = response.data.add
-        for message in page.items:
-            add(**message_proto_fields(message))
-        if page.items:
-            response.first_id, response.last_id = page.items[0].id, page.items[-1].id
-        return response
+        return list_response(mpb.ListMessagesResponse, page, message_proto_fields)
 
     @translate_errors
     async def UpdateMessage(

@@ -17,7 +17,7 @@ from assistants_grpc.application.runs import Runs, StartedRun, ToolOutput
 from assistants_grpc.domain.errors import InvalidArgument, ResourceExhausted
 from assistants_grpc.domain.validation import Violations
 from assistants_grpc.transport.call_context import call_context
-from assistants_grpc.transport.convert_common import tool_resources_from_proto
+from assistants_grpc.transport.convert_common import list_response, tool_resources_from_proto
 from assistants_grpc.transport.convert_resources import new_messages_from_proto
 from assistants_grpc.transport.convert_runs import (
     event_to_proto,
@@ -177,13 +177,7 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             request.after,
             request.before,
         )
-        response = pb.ListRunsResponse(object="list", has_more=page.has_more)
-        add = response.data.add
-        for item in page.items:
-            add(**run_proto_fields(item))
-        if page.items:
-            response.first_id, response.last_id = page.items[0].id, page.items[-1].id
-        return response
+        return list_response(pb.ListRunsResponse, page, run_proto_fields)
 
     @translate_errors
     async def UpdateRun(
@@ -275,10 +269,4 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
             request.after,
             request.before,
         )
-        response = pb.ListRunStepsResponse(object="list", has_more=page.has_more)
-        add = response.data.add
-        for item in page.items:
-            add(**step_proto_fields(item))
-        if page.items:
-            response.first_id, response.last_id = page.items[0].id, page.items[-1].id
-        return response
+        return list_response(pb.ListRunStepsResponse, page, step_proto_fields)
