@@ -199,18 +199,24 @@ def _content_part_fields(part: ContentPart) -> dict[str, Any]:
 
 
 def message_proto_fields(m: Message) -> dict[str, Any]:
-    fields = compact(
-        id=m.id,
-        object="thread.message",
-        created_at=m.created_at,
-        thread_id=m.thread_id,
-        status=m.status,
-        completed_at=m.completed_at,
-        incomplete_at=m.incomplete_at,
-        role=m.role,
-        assistant_id=m.assistant_id,
-        run_id=m.run_id,
-    )
+    # Written out rather than through `compact`: this runs for every message of every list
+    # page and message event, and the literal is more than twice as fast.
+    fields: dict[str, Any] = {
+        "id": m.id,
+        "object": "thread.message",
+        "created_at": m.created_at,
+        "thread_id": m.thread_id,
+        "status": m.status,
+        "role": m.role,
+    }
+    if m.completed_at is not None:
+        fields["completed_at"] = m.completed_at
+    if m.incomplete_at is not None:
+        fields["incomplete_at"] = m.incomplete_at
+    if m.assistant_id is not None:
+        fields["assistant_id"] = m.assistant_id
+    if m.run_id is not None:
+        fields["run_id"] = m.run_id
     if m.incomplete_reason:
         fields["incomplete_details"] = {"reason": m.incomplete_reason}
     if m.content:
