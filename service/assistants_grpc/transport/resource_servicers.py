@@ -41,7 +41,7 @@ from assistants_grpc.transport.convert_resources import (
     thread_to_proto,
 )
 from assistants_grpc.transport.errors import translate_errors
-from assistants_grpc.transport.update_mask import fields_to_update
+from assistants_grpc.transport.update_mask import fields_to_update, metadata_update
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -211,12 +211,11 @@ class MessageServicer(mgrpc.MessageServiceServicer):
     async def UpdateMessage(
         self, request: mpb.UpdateMessageRequest, context: Context
     ) -> mpb.UpdateMessageResponse:
-        present = fields_to_update(request, ("metadata",))
         message = await self._messages.update_metadata(
             call_context(context),
             request.thread_id,
             request.message_id,
-            dict(request.metadata) if "metadata" in present else None,
+            metadata_update(request),
         )
         return mpb.UpdateMessageResponse(message=message_to_proto(message))
 

@@ -28,7 +28,7 @@ from assistants_grpc.transport.convert_runs import (
     step_to_proto,
 )
 from assistants_grpc.transport.errors import translate_errors
-from assistants_grpc.transport.update_mask import fields_to_update
+from assistants_grpc.transport.update_mask import metadata_update
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -183,12 +183,11 @@ class RunServicer(run_service_pb2_grpc.RunServiceServicer):
     async def UpdateRun(
         self, request: pb.UpdateRunRequest, context: Context
     ) -> pb.UpdateRunResponse:
-        present = fields_to_update(request, ("metadata",))
         run = await self._runs.update_metadata(
             call_context(context),
             request.thread_id,
             request.run_id,
-            dict(request.metadata) if "metadata" in present else None,
+            metadata_update(request),
         )
         return pb.UpdateRunResponse(run=run_to_proto(run))
 

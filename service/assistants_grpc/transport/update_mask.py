@@ -32,3 +32,11 @@ def fields_to_update(request: Any, updatable: tuple[str, ...]) -> set[str]:
         elif request.HasField(name):
             present.add(name)
     return present
+
+
+def metadata_update(request: Any) -> dict[str, str] | None:
+    """The new metadata of an Update request that may change only metadata; None when the
+    request leaves it as it is."""
+    if "metadata" in fields_to_update(request, ("metadata",)):
+        return dict(request.metadata)
+    return None
