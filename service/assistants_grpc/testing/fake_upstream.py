@@ -36,10 +36,10 @@ SPEC is a comma-separated list of `key` or `key=value` items (see `Behaviour.par
 the handler ends when the client goes away), `malformed=N` (an invalid JSON chunk after N chunks),
 `drop=N` (abort the connection after N chunks), `stall=N` (send nothing more after N chunks
 until the client goes away), `error_event=N` (an `{"error": ...}` event instead of the rest after
-N chunks), `no_finish` (end the stream without a
-finish_reason), `tokens=N`, `delay_ms=MS` (pause between chunks), `tools=N` (N parallel calls of
-the request's first tool, or text when the last message is a tool result), `text=WORDS` and
-`finish=REASON`. `ok` or an empty SPEC is the default reply.
+N chunks), `no_finish` (end the stream without a finish_reason), `tokens=N`, `delay_ms=MS` (each
+token chunk MS after the one before), `tools=N` (N parallel calls of the request's first tool, or
+text when the last message is a tool result), `text=WORDS` and `finish=REASON`. `ok` or an empty
+SPEC is the default reply.
 
 The other control routes: `GET /_fake/health`, `GET /_fake/requests` (count, disconnects and the
 last recorded bodies) and `POST /_fake/reset`.
@@ -473,7 +473,10 @@ class FakeUpstream:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             chunks = self._stream_chunks(completion, model, behaviour, include_usage=include_usage)
-            return await self._write_stream(request, chunks, delay, behaviour)
+            tokens = len(completion.text_pieces) + sum(
+                1 + len(parts) for _, _, parts in completion.tool_calls
+            )
+            return await self._write_stream(request, chunks, delay, behaviour, tokens)
         return await self._write_whole(request, completion, model, behaviour)
 
     def _compose(self, body: dict[str, Any], behaviour: Behaviour) -> _Completion:
@@ -579,7 +582,10 @@ class FakeUpstream:
         chunks: list[bytes],
         delay: float,
         behaviour: Behaviour,
+        tokens: int,
     ) -> web.StreamResponse:
+        """Writes `chunks` (the role chunk, `tokens` token chunks, then the closing ones),
+        pacing the tokens `delay` apart."""
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -598,11 +604,18 @@ class FakeUpstream:
             # One write keeps the fake cheap when a benchmark wants no pacing.
             await response.write(b"".join(chunks))
         else:
-            last = len(chunks) - 1
+            # As a model sends them: the role chunk at once, token i at i * delay, and the
+            # finish, usage and [DONE] chunks right behind the last token. Each chunk is due at
+            # a fixed offset from the start, as a model produces tokens on its own clock;
+            # sleeping `delay` after each write would let the event loop's wake-up latency pile
+            # up over the chunks when many streams are served at once.
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             for index, piece in enumerate(chunks):
+                pause = started + min(index, tokens) * delay - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
                 await response.write(piece)
-                if index < last:
-                    await asyncio.sleep(delay)
         await response.write_eof()
         return response
 
