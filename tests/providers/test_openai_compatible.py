@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import gzip
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx2
 import pytest
 
 from assistants_grpc.adapters.providers.openai_compatible import (
     HttpTransport,
     OpenAICompatibleProvider,
     RetryPolicy,
+    _event_data,
     _retry_after,
 )
 from assistants_grpc.ports.model_provider import (
@@ -645,3 +648,55 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
         delays = {policy.backoff(retry_number) for _ in range(20)}
         assert all(step / 2 <= delay <= step for delay in delays)
         assert len(delays) > 1
+
+
+# -- server-sent events ----------------------------------------------------------------------------
+
+
+class _Pieces(httpx2.AsyncByteStream):
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = pieces
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            yield piece
+
+
+async def _event_data_of(pieces: list[bytes], headers: dict[str, str] | None = None) -> list[bytes]:
+    response = httpx2.Response(200, headers=headers or {}, stream=_Pieces(pieces))
+    return [data async for data in _event_data(response)]
+
+
+async def test_events_are_split_wherever_the_body_is_cut() -> None:
+    body = b'data: {"a": 1}\n\ndata: {"b": 2}\n\ndata: [DONE]\n\n'
+
+    for cut in range(1, len(body)):
+        assert await _event_data_of([body[:cut], body[cut:]]) == [
+            b'{"a": 1}',
+            b'{"b": 2}',
+            b"[DONE]",
+        ]
+
+
+async def test_events_accept_every_line_ending_even_split_across_pieces() -> None:
+    assert await _event_data_of([b"data: one\r", b"\n\r\ndata: two\r\rdata:three\n\n"]) == [
+        b"one",
+        b"two",
+        b"three",
+    ]
+
+
+async def test_event_fields_other_than_data_are_skipped_and_data_lines_joined() -> None:
+    body = b": keep-alive\n\nevent: chunk\nid: 7\ndata: first\ndata: second\n\ndata: x"
+
+    # The last event has no blank line after it: a stream cut there delivers nothing of it.
+    assert await _event_data_of([body]) == [b"first\nsecond"]
+
+
+async def test_a_compressed_body_is_decoded_first() -> None:
+    body = gzip.compress(b"data: hello\n\ndata: [DONE]\n\n")
+
+    assert await _event_data_of([body[:10], body[10:]], {"content-encoding": "gzip"}) == [
+        b"hello",
+        b"[DONE]",
+    ]

@@ -312,18 +312,9 @@ class OpenAICompatibleProvider:
                     extra_body=params,
                     timeout=timeout,
                 ) as response:
-                    data_lines: list[str] = []
                     # Read to the end of the body, past [DONE], so the connection can be reused.
-                    async for line in response.http_response.aiter_lines():
-                        if line:
-                            if line.startswith("data:"):
-                                data_lines.append(line[6:] if line[5:6] == " " else line[5:])
-                            continue
-                        if not data_lines:
-                            continue
-                        data = data_lines[0] if len(data_lines) == 1 else "\n".join(data_lines)
-                        data_lines.clear()
-                        if data == "[DONE]":
+                    async for data in _event_data(response.http_response):
+                        if data == b"[DONE]":
                             continue
                         chunk = self._decode(data)
                         if chunk.usage is not None:
@@ -397,7 +388,7 @@ class OpenAICompatibleProvider:
             raise self._timed_out(None)
         return min(self._timeout, remaining)
 
-    def _decode(self, data: str) -> _Chunk:
+    def _decode(self, data: bytes) -> _Chunk:
         try:
             chunk = _decode_chunk(data)
         except msgspec.DecodeError:
@@ -531,6 +522,36 @@ def _http_client(transport: HttpTransport, timeout_seconds: float) -> httpx2.Asy
         if transport == "aiohttp":
             raise ValueError("the aiohttp HTTP transport needs the aiohttp package") from None
         return None
+
+
+async def _event_data(response: httpx2.Response) -> AsyncGenerator[bytes, None]:
+    """The `data` of each server-sent event in the body of `response`.
+
+    The body is split into lines here, in bytes, rather than through httpx's text and line
+    decoders: a streamed reply arrives one small chunk per token, and each decoding layer is one
+    more async generator step per chunk. A body with a content encoding is decoded first.
+    """
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    body = response.aiter_raw() if encoding in ("", "identity") else response.aiter_bytes()
+    pending = b""
+    fields: list[bytes] = []
+    async for piece in body:
+        pending += piece
+        if b"\r" in pending:
+            # CRLF and a lone CR end lines too; a CR at the very end may be half of a CRLF.
+            tail = b"\r" if pending.endswith(b"\r") else b""
+            head = pending[: len(pending) - len(tail)]
+            pending = head.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + tail
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line:
+                if line.startswith(b"data:"):
+                    fields.append(line[6:] if line[5:6] == b" " else line[5:])
+                continue
+            # A blank line ends an event; one without data is nothing to deliver.
+            if fields:
+                yield fields[0] if len(fields) == 1 else b"\n".join(fields)
+                fields = []
 
 
 def _translate(chunk: _Chunk) -> list[ChatEvent]:
