@@ -13,6 +13,7 @@ import pytest
 from assistants.v1 import run_service_pb2 as rpb
 from assistants.v1.run_stream_event_pb2 import RunStreamEvent
 from assistants_grpc.adapters.events import local as local_hub
+from assistants_grpc.application import run_engine
 from assistants_grpc.application import runs as runs_module
 from assistants_grpc.testing.fake_upstream import Behaviour
 
@@ -118,6 +119,40 @@ async def test_a_client_that_goes_away_does_not_cancel_the_run(server: RunServer
     check_stream(events)
     assert names(events) == PLAIN_RUN
     assert len(text_of(events[-4].message).split()) == 20
+
+
+async def test_streamed_text_is_grouped_into_fewer_deltas_and_kept_whole(
+    server: RunServer,
+) -> None:
+    thread_id, assistant_id = await new_thread_with_assistant(server.stubs)
+    # 30 tokens over about 300 ms: one delta per 50 ms window, not one per token.
+    server.upstream.enqueue(Behaviour(tokens=30, token_delay_ms=10))
+
+    events = await read_all(
+        server.runs.RunThreadStream(
+            rpb.RunThreadStreamRequest(thread_id=thread_id, assistant_id=assistant_id)
+        )
+    )
+
+    check_stream(events)
+    message = events[-4].message
+    deltas = [e for e in events if e.event == "thread.message.delta"]
+    assert 2 <= len(deltas) < 30
+    assert streamed_text(events, message.id) == text_of(message)
+    assert len(text_of(message).split()) == 30
+
+
+def test_the_delta_window_widens_with_load_up_to_a_cap() -> None:
+    base = run_engine.DELTA_COMMIT_INTERVAL_SECONDS
+    per_window = run_engine.RUNS_PER_DELTA_INTERVAL
+
+    assert run_engine.delta_commit_interval(0) == base
+    assert run_engine.delta_commit_interval(per_window) == base
+    assert run_engine.delta_commit_interval(2 * per_window) == 2 * base
+    assert (
+        run_engine.delta_commit_interval(100 * per_window)
+        == run_engine.MAX_DELTA_COMMIT_INTERVAL_SECONDS
+    )
 
 
 async def test_resume_across_a_restart(start_server: ServerFactory) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -70,6 +70,18 @@ MAX_PENDING_DELTAS = 64
 # every stream; at typical token rates this cuts both several times over, while the first
 # tokens of a reply still go out at once and no piece waits longer than this.
 DELTA_COMMIT_INTERVAL_SECONDS = 0.05
+# Beyond this many runs executing here at once, the interval grows in proportion (up to
+# MAX_DELTA_COMMIT_INTERVAL_SECONDS): under load the replica sends fewer, larger deltas rather
+# than falling behind on all of them, and each stream still sees its text several times a second.
+RUNS_PER_DELTA_INTERVAL = 64
+MAX_DELTA_COMMIT_INTERVAL_SECONDS = 0.2
+
+
+def delta_commit_interval(active_runs: int) -> float:
+    """How long a run gathers streamed deltas before committing them, with `active_runs`
+    executing on this replica."""
+    load = max(1.0, active_runs / RUNS_PER_DELTA_INTERVAL)
+    return min(MAX_DELTA_COMMIT_INTERVAL_SECONDS, DELTA_COMMIT_INTERVAL_SECONDS * load)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +167,10 @@ class RunEngine:
     @property
     def active_runs(self) -> int:
         return len(self._executions)
+
+    def delta_commit_interval(self) -> float:
+        """How long a run gathers streamed deltas before committing them, at the current load."""
+        return delta_commit_interval(len(self._executions))
 
     def _stop(self, execution: _Execution, reason: StopReason) -> None:
         # The first reason wins; cancelling again would only interrupt the closing writes
@@ -276,7 +292,14 @@ class RunEngine:
     async def _execute(self, execution: _Execution) -> None:
         execution.running = True
         run_id = execution.claim.run.id
-        executor = RunExecutor(self._storage, self._router, self._hub, self._settings, execution)
+        executor = RunExecutor(
+            self._storage,
+            self._router,
+            self._hub,
+            self._settings,
+            execution,
+            delta_interval=self.delta_commit_interval,
+        )
         try:
             if execution.stop_reason is None:
                 await executor.execute()
@@ -354,12 +377,15 @@ class RunExecutor:
         hub: EventHub,
         settings: EngineSettings,
         execution: _Execution,
+        *,
+        delta_interval: Callable[[], float],
     ) -> None:
         self._storage = storage
         self._router = router
         self._hub = hub
         self._settings = settings
         self._execution = execution
+        self._delta_interval = delta_interval
         self._claim = execution.claim
         self.run = execution.claim.run
         self._completion = _Completion()
@@ -558,12 +584,12 @@ class RunExecutor:
 
         producer = asyncio.create_task(pump())
         loop = asyncio.get_running_loop()
-        last_commit = -DELTA_COMMIT_INTERVAL_SECONDS
+        last_commit = -MAX_DELTA_COMMIT_INTERVAL_SECONDS
         try:
             finished = False
             while not finished:
                 batch = [await queue.get()]
-                pause = DELTA_COMMIT_INTERVAL_SECONDS - (loop.time() - last_commit)
+                pause = self._delta_interval() - (loop.time() - last_commit)
                 if pause > 0 and batch[0] is not None and not isinstance(batch[0], BaseException):
                     await asyncio.sleep(pause)
                 while not queue.empty() and len(batch) < MAX_PENDING_DELTAS:
