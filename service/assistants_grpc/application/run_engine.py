@@ -35,6 +35,7 @@ from assistants_grpc.domain.models import (
     MessageStatus,
     Run,
     RunError,
+    RunEvent,
     RunStatus,
     RunStep,
     RunStepDelta,
@@ -55,7 +56,12 @@ from assistants_grpc.ports.model_provider import (
     TokenUsage,
 )
 from assistants_grpc.ports.model_provider import ToolCallDelta as ProviderToolCallDelta
-from assistants_grpc.ports.storage import ClaimedRun, Storage, StorageUnavailable
+from assistants_grpc.ports.storage import (
+    ClaimedRun,
+    Storage,
+    StorageSession,
+    StorageUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -192,16 +198,22 @@ class RunEngine:
         while self._accepting:
             free = self._settings.concurrency - len(self._executions)
             claims: list[ClaimedRun] = []
+            started: list[tuple[str, list[RunEvent]]] = []
             if free > 0:
                 try:
                     async with self._storage.transaction() as tx:
                         claims = await tx.claim_runs(
                             self._settings.replica_id, now(), self._settings.lease_seconds, free
                         )
+                        claims, started = await _start_queued(tx, claims)
                 except StorageUnavailable:
+                    claims, started = [], []
                     log.warning("cannot claim runs: the database is unavailable")
                 except Exception:
+                    claims, started = [], []
                     log.exception("claiming runs failed")
+            for run_id, events in started:
+                self._hub.publish(run_id, events)
             for claim in claims:
                 self._launch(claim)
             if claims and len(claims) == free:
@@ -331,6 +343,36 @@ class RunEngine:
             self._capacity_freed.set()
 
 
+async def _start_queued(
+    tx: StorageSession, claims: list[ClaimedRun]
+) -> tuple[list[ClaimedRun], list[tuple[str, list[RunEvent]]]]:
+    """Moves the queued runs among `claims` to `in_progress` in the claiming transaction, which
+    spares each run a transaction of its own before its model call; returns the claims as they
+    now stand and the events to publish once committed. The rows are locked by the claim, so
+    nobody changed them since they were read."""
+    stamp = now()
+    moved: list[ClaimedRun] = []
+    published: list[tuple[str, list[RunEvent]]] = []
+    for claim in claims:
+        run = claim.run
+        if run.status != RunStatus.QUEUED:
+            moved.append(claim)
+            continue
+        started = msgspec.structs.replace(
+            run,
+            status=RunStatus.IN_PROGRESS,
+            started_at=run.started_at or stamp,
+            execution_attempt=claim.attempt,
+        )
+        if not await tx.update_run(started, fence=claim):
+            moved.append(claim)
+            continue
+        events = await run_log.append(tx, run.id, [run_log.run_status_event(started)])
+        moved.append(ClaimedRun(run=started, attempt=claim.attempt))
+        published.append((run.id, events))
+    return moved, published
+
+
 async def _after_stop(executor: RunExecutor, reason: StopReason) -> None:
     if reason is StopReason.CANCEL:
         await _shielded(executor.finish_cancelled())
@@ -449,7 +491,7 @@ class RunExecutor:
         run = self.run
         if run.status == RunStatus.CANCELLING:
             raise CancelRequested
-        if run.status == RunStatus.IN_PROGRESS:
+        if run.status == RunStatus.IN_PROGRESS and run.execution_attempt != self._claim.attempt:
             # Claimed mid-execution: the worker that started it stopped. Each claim bumps the
             # attempt, so the claims since the execution began count the interruptions.
             interrupted = self._claim.attempt - (run.execution_attempt or 1)
@@ -463,7 +505,8 @@ class RunExecutor:
                 )
                 return
             await self._close_interrupted_work()
-        else:
+        elif run.status != RunStatus.IN_PROGRESS:
+            # Claims normally start queued runs themselves (see `_start_queued`).
             started = msgspec.structs.replace(
                 run,
                 status=RunStatus.IN_PROGRESS,
