@@ -8,9 +8,12 @@ Targets on a 2-core machine: <= 6 ms server CPU per conversation, the 256 paced 
 p99 <= 1.2 s, peak RSS <= 200 MB. The fake upstream and the server are separate processes; the
 client is this one.
 
-For scale, it first measures the floor of the paced workload: the same 256 paced completions
-streamed by the server's own provider adapter (the openai SDK) in this process, with no server,
-no gRPC and no database. No server built on that adapter can stream them faster on this machine.
+For scale, it first measures two floors of the paced workload, the same 256 paced completions
+(1) streamed by the server's own provider adapter (the openai SDK) in this process, with no
+server, no gRPC and no database, and (2) relayed by a bare grpc.aio server
+(`bench/floor_server.py --relay-upstream`) that sends them as deltas through RunThreadStream,
+with no database and no run. No server built on that adapter and on grpc.aio can stream them
+faster on this machine.
 
     python bench/conversation.py [--conversations 1000] [--backends sqlite,postgres]
 """
@@ -21,6 +24,7 @@ import argparse
 import asyncio
 import itertools
 import math
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +34,7 @@ import grpc
 import uvloop
 from harness import (
     MODEL,
+    ChildProcess,
     CpuMeter,
     Phase,
     channels,
@@ -260,6 +265,48 @@ async def paced_provider_floor(upstream_url: str, upstream_pid: int) -> Conversa
     return ConversationResult(label, PACED_STREAMS, phase, times, math.nan)
 
 
+async def paced_relay_floor(upstream_url: str, upstream_pid: int, work: Path) -> ConversationResult:
+    """The paced workload through a bare gRPC relay of the provider adapter."""
+    relay = ChildProcess(
+        "relay-floor",
+        [
+            sys.executable,
+            str(Path(__file__).with_name("floor_server.py")),
+            "--relay-upstream",
+            upstream_url,
+            "--window-ms",
+            "200",
+        ],
+        r"listening on (\S+):(\d+)",
+        work,
+    )
+    match = await relay.start()
+    target = f"127.0.0.1:{match.group(2)}"
+    label = "floor: bare gRPC relay, paced"
+    try:
+        client = ConversationClient([target], 4)
+        model = f"{MODEL}@delay_ms={PACED_TOKEN_MS}"
+        # Warm the relay's connection pool, as the server's is warm.
+        await asyncio.gather(*(client.stream_run("none", model) for _ in range(PACED_STREAMS)))
+        client.times = StreamTimes()
+        meter = CpuMeter([relay.pid], others={"upstream": [upstream_pid]})
+        meter.start()
+        started = time.perf_counter()
+        await asyncio.gather(*(client.stream_run("none", model) for _ in range(PACED_STREAMS)))
+        seconds = time.perf_counter() - started
+        meter.stop()
+        await client.close()
+        peak_rss = peak_rss_mib(relay.pid)
+    finally:
+        relay.stop()
+    times = client.times
+    # The relay has no run to complete: a stream that reached `done` is whole.
+    times.not_completed = 0
+    times.endings.clear()
+    phase = Phase(label, PACED_STREAMS, seconds, times.duration, meter.seconds)
+    return ConversationResult(label, PACED_STREAMS, phase, times, peak_rss)
+
+
 async def measure_backend(
     backend: str,
     database_url: str,
@@ -378,6 +425,7 @@ async def main(args: argparse.Namespace) -> None:
         upstream, upstream_url = await start_fake_upstream(work, reply_tokens=REPLY_TOKENS)
         try:
             results.append(await paced_provider_floor(upstream_url, upstream.pid))
+            results.append(await paced_relay_floor(upstream_url, upstream.pid, work))
             for backend in backends:
                 if backend == "sqlite":
                     url = f"sqlite:///{work / 'conversation.db'}"
