@@ -73,9 +73,12 @@ def wide(properties: int) -> dict[str, Any]:
     return {f"p{i}": {"type": "string"} for i in range(properties)}
 
 
-def text_parts(count: int) -> message_pb2.MessageContentParts:
+def text_parts(count: int, text: str | None = None) -> message_pb2.MessageContentParts:
     return message_pb2.MessageContentParts(
-        parts=[message_pb2.MessageContentPartInput(text=f"p{i}") for i in range(count)]
+        parts=[
+            message_pb2.MessageContentPartInput(text=f"p{i}" if text is None else text)
+            for i in range(count)
+        ]
     )
 
 
@@ -248,6 +251,13 @@ OVER_THE_LIMIT: list[tuple[str, Call, str]] = [
         "image url length",
         message(parts=image_url("https://example.com/" + "a" * 8200)),
         "parts.parts[0].image_url.url",
+    ),
+    ("empty message text", message(text=""), "text"),
+    ("empty text part", message(parts=text_parts(1, text="")), "parts.parts[0].text"),
+    (
+        "empty text part of a thread message",
+        thread(messages=[message_pb2.MessageInput(role="user", parts=text_parts(1, text=""))]),
+        "messages[0].parts.parts[0].text",
     ),
 ]
 

@@ -194,6 +194,8 @@ class NewMessage(Struct):
     content: list[ContentPart]
     attachments: list[Attachment] = msgspec.field(default_factory=list)
     metadata: Metadata = msgspec.field(default_factory=dict)
+    given_as_parts: bool = False
+    """The content came as a list of parts rather than as plain text: errors name the parts."""
 
 
 # --- runs ---------------------------------------------------------------------------------

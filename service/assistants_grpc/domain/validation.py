@@ -302,7 +302,11 @@ def check_new_message(v: Violations, field: str, message: NewMessage) -> None:
     elif len(message.content) > limits.MAX_CONTENT_PARTS:
         v.add(f"{prefix}parts", f"must have at most {limits.MAX_CONTENT_PARTS} parts")
     else:
-        single_text = len(message.content) == 1 and message.content[0].type == "text"
+        single_text = (
+            not message.given_as_parts
+            and len(message.content) == 1
+            and message.content[0].type == "text"
+        )
         for i, part in enumerate(message.content):
             path = f"{prefix}text" if single_text else f"{prefix}parts.parts[{i}]"
             if single_text:

@@ -162,6 +162,7 @@ def new_message_from_proto(v: Violations, field_prefix: str, request: Any) -> Ne
             for a in request.attachments
         ],
         metadata=dict(request.metadata),
+        given_as_parts=request.WhichOneof("content") == "parts",
     )
 
 
