@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import gc
 import signal
 import sys
 from collections.abc import Collection, Sequence
@@ -65,6 +66,20 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         raise SystemExit(f"assistants-grpc: invalid configuration: {problems}") from None
 
 
+# Collector thresholds for a serving process (young, middle, old generation). Each call and
+# each streamed event allocates many short-lived objects, and with Python's default of 700 the
+# young generation was collected several times per streamed run; rarer collections cut server
+# CPU per paced stream by about a sixth in the conversation benchmark.
+SERVING_GC_THRESHOLDS = (20_000, 20, 100)
+
+
+def _tune_garbage_collector() -> None:
+    """Makes collections rarer, and takes what exists once the server runs (modules, the
+    composed application, which live as long as the process) out of the collector's sight."""
+    gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
+
+
 async def _serve(settings: Settings) -> int:
     from assistants_grpc.composition import StartupError, build_application, start
 
@@ -79,6 +94,7 @@ async def _serve(settings: Settings) -> int:
         print(f"assistants-grpc: {error}", file=sys.stderr, flush=True)
         await app.close()
         return 2
+    _tune_garbage_collector()
     print(f"assistants-grpc listening on {settings.host}:{port}", flush=True)
     if app.metrics_port is not None:
         print(f"assistants-grpc metrics on {settings.host}:{app.metrics_port}", flush=True)
