@@ -347,9 +347,9 @@ async def _start_queued(
     tx: StorageSession, claims: list[ClaimedRun]
 ) -> tuple[list[ClaimedRun], list[tuple[str, list[RunEvent]]]]:
     """Moves the queued runs among `claims` to `in_progress` in the claiming transaction, which
-    spares each run a transaction of its own before its model call; returns the claims as they
-    now stand and the events to publish once committed. The rows are locked by the claim, so
-    nobody changed them since they were read."""
+    spares each run a transaction of its own before its model call; returns the claims to
+    execute, as they now stand, and the events to publish once committed. The rows are locked
+    by the claim, so nobody changed them since they were read."""
     stamp = now()
     moved: list[ClaimedRun] = []
     published: list[tuple[str, list[RunEvent]]] = []
@@ -365,8 +365,7 @@ async def _start_queued(
             execution_attempt=claim.attempt,
         )
         if not await tx.update_run(started, fence=claim):
-            moved.append(claim)
-            continue
+            continue  # no longer this claim's run: nothing to execute
         events = await run_log.append(tx, run.id, [run_log.run_status_event(started)])
         moved.append(ClaimedRun(run=started, attempt=claim.attempt))
         published.append((run.id, events))
@@ -505,15 +504,7 @@ class RunExecutor:
                 )
                 return
             await self._close_interrupted_work()
-        elif run.status != RunStatus.IN_PROGRESS:
-            # Claims normally start queued runs themselves (see `_start_queued`).
-            started = msgspec.structs.replace(
-                run,
-                status=RunStatus.IN_PROGRESS,
-                started_at=run.started_at or now(),
-                execution_attempt=self._claim.attempt,
-            )
-            await self._commit([run_log.run_status_event(started)], run=started)
+        # Otherwise the claim itself started the run (see `_start_queued`).
         await self._call_model()
 
     async def _open_work(self) -> tuple[list[RunStep], list[Message]]:
